@@ -1,0 +1,569 @@
+//! Replication of one feed with one remote peer (hypercore@9.12.0 lib/replicate.js),
+//! as a state machine: messages and the clock in, messages out.
+//!
+//! The peer never owns the feed: every call borrows the feed and the feed-level
+//! [`Wants`], so all peers of a feed share one view of what is held, wanted and in
+//! flight. Nothing here touches a socket or a timer.
+
+use std::time::{Duration, Instant};
+
+use crate::core::{CoreError, Feed, Node, Proof, RemoteTree};
+use crate::protocol::messages::{
+    Data, DataNode, Have, Message, Request, Status, Unhave, Want,
+};
+use crate::protocol::rle;
+
+use super::ranges::RangeSet;
+use super::wants::Wants;
+
+/// Wants are sent for regions of this many blocks (the reference's only size).
+pub const WANT_REGION: u64 = 1024 * 1024;
+/// Requests in flight per peer for selections (hypercore 9's default).
+pub const MAX_REQUESTS: usize = 16;
+/// Requests in flight per peer when readers are waiting (`urgentRequests`).
+pub const URGENT_REQUESTS: usize = MAX_REQUESTS + 16;
+/// Wants in flight per peer.
+const MAX_INFLIGHT_WANTS: u32 = 16;
+/// Most runs we track of what a remote holds before calling it a flood.
+pub const MAX_REMOTE_RUNS: usize = 1 << 20;
+/// Largest decoded `Have` bitfield we accept (8M blocks).
+const MAX_HAVE_BITFIELD: usize = 1 << 20;
+
+/// Why replication with a peer must stop. Each is a disconnect with this reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicateError {
+    #[error("peer sent data that failed verification: {0}")]
+    Verify(#[source] CoreError),
+    #[error("local storage failed: {0}")]
+    Storage(#[source] CoreError),
+    #[error("peer sent a malformed {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error("peer floods: {0}")]
+    Flood(&'static str),
+    #[error("request for block {index} timed out after {ms} ms")]
+    RequestTimeout { index: u64, ms: u64 },
+}
+
+/// What a handled message changed, so the caller can wake readers and tell other peers.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Effects {
+    /// Blocks newly stored (verified) from this peer.
+    pub stored: Vec<u64>,
+    /// The feed's length grew to this.
+    pub new_length: Option<u64>,
+    /// The remote's length or holdings changed (new data may be fetchable).
+    pub remote_updated: bool,
+    /// The peer closed the channel.
+    pub closed: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Inflight {
+    index: u64,
+    hash: bool,
+    sent: Instant,
+}
+
+/// Counters for `info`, progress output and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PeerStats {
+    pub uploaded_blocks: u64,
+    pub uploaded_bytes: u64,
+    pub downloaded_blocks: u64,
+    pub downloaded_bytes: u64,
+}
+
+/// One feed replicated with one peer.
+#[derive(Debug)]
+pub struct PeerFeed {
+    /// Blocks the remote says it holds.
+    remote_haves: RangeSet,
+    /// The remote's length, as far as we know.
+    pub remote_length: u64,
+    remote_opened: bool,
+    /// The remote sent a Want: it wants to hear about our blocks.
+    remote_want: bool,
+    remote_uploading: bool,
+    remote_downloading: bool,
+    remote_ack: bool,
+    uploading: bool,
+    downloading: bool,
+    /// Want regions already sent.
+    wants_sent: std::collections::BTreeSet<u64>,
+    inflight_wants: u32,
+    inflight: Vec<Inflight>,
+    remote_tree: RemoteTree,
+    /// Our length the remote has been told about (for live announcements).
+    announced_length: u64,
+    request_timeout: Duration,
+    pub stats: PeerStats,
+}
+
+impl PeerFeed {
+    /// A peer for `feed`. Writable feeds upload only; others also download.
+    pub fn new(feed: &Feed, request_timeout: Duration) -> Self {
+        PeerFeed {
+            remote_haves: RangeSet::new(),
+            remote_length: 0,
+            remote_opened: false,
+            remote_want: false,
+            remote_uploading: true,
+            remote_downloading: true,
+            remote_ack: false,
+            uploading: true,
+            downloading: !feed.writable(),
+            wants_sent: Default::default(),
+            inflight_wants: 0,
+            inflight: Vec::new(),
+            remote_tree: RemoteTree::default(),
+            announced_length: feed.len(),
+            request_timeout,
+            stats: PeerStats::default(),
+        }
+    }
+
+    pub fn remote_opened(&self) -> bool {
+        self.remote_opened
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Whether the remote claims block `index`.
+    pub fn remote_has(&self, index: u64) -> bool {
+        self.remote_haves.contains(index)
+    }
+
+    /// The remote opened the channel: from now on it accepts our messages.
+    pub fn on_open(&mut self, feed: &Feed, wants: &mut Wants, out: &mut Vec<Message>) {
+        if self.remote_opened {
+            return;
+        }
+        self.remote_opened = true;
+        if !self.uploading || !self.downloading {
+            out.push(Message::Status(Status {
+                uploading: Some(self.uploading),
+                downloading: Some(self.downloading),
+            }));
+        }
+        self.send_wants(feed, wants, out);
+    }
+
+    /// Handle one message on this channel.
+    pub fn on_message(
+        &mut self,
+        msg: Message,
+        feed: &mut Feed,
+        wants: &mut Wants,
+        now: Instant,
+        out: &mut Vec<Message>,
+    ) -> Result<Effects, ReplicateError> {
+        let mut fx = Effects::default();
+        match msg {
+            Message::Options(o) => self.remote_ack = o.ack.unwrap_or(false),
+            Message::Status(s) => self.on_status(s, wants),
+            Message::Have(h) => {
+                fx.remote_updated = self.on_have(h, feed)?;
+            }
+            Message::Unhave(u) => {
+                let start = u.start;
+                let len = u.length.unwrap_or(1);
+                if start == 0 && len >= self.remote_length {
+                    self.remote_haves.clear();
+                    self.remote_length = 0;
+                } else {
+                    self.remote_haves.remove(start..start.saturating_add(len));
+                }
+            }
+            Message::Want(w) => self.on_want(w, feed, out),
+            Message::Request(r) => self.on_request(r, feed, out)?,
+            Message::Data(d) => self.on_data(d, feed, wants, out, &mut fx)?,
+            Message::Close(_) => {
+                self.release_all(wants);
+                fx.closed = true;
+            }
+            // Unwant and Cancel are ignored by the reference too; Open is the stream's.
+            Message::Unwant(_) | Message::Cancel(_) | Message::Open(_) => {}
+            Message::Extension(_) => {}
+        }
+        if !fx.closed {
+            self.update(feed, wants, now, out);
+        }
+        Ok(fx)
+    }
+
+    fn on_status(&mut self, s: Status, wants: &mut Wants) {
+        self.remote_uploading = s.uploading.unwrap_or(false);
+        self.remote_downloading = s.downloading.unwrap_or(false);
+        if !self.remote_uploading {
+            self.release_all(wants);
+            self.inflight_wants = 0;
+            self.wants_sent.clear();
+        }
+    }
+
+    /// Returns whether the remote's holdings or length changed.
+    fn on_have(&mut self, h: Have, feed: &Feed) -> Result<bool, ReplicateError> {
+        let before_len = self.remote_length;
+        let before_runs = self.remote_haves.runs();
+        let length = h.length.unwrap_or(1);
+        if length == WANT_REGION && self.inflight_wants > 0 {
+            self.inflight_wants -= 1;
+        }
+        if let Some(bits) = h.bitfield.as_deref() {
+            let buf = rle::decode(bits, MAX_HAVE_BITFIELD).map_err(|e| {
+                ReplicateError::Malformed {
+                    what: "Have bitfield",
+                    reason: e.to_string(),
+                }
+            })?;
+            let mut i = 0usize;
+            let total = buf.len() * 8;
+            while i < total {
+                // Find runs of set bits, MSB first.
+                if buf[i / 8] == 0 && i % 8 == 0 {
+                    i += 8;
+                    continue;
+                }
+                if buf[i / 8] & (0x80 >> (i % 8)) == 0 {
+                    i += 1;
+                    continue;
+                }
+                let s = i;
+                while i < total && buf[i / 8] & (0x80 >> (i % 8)) != 0 {
+                    i += 1;
+                }
+                let a = h.start.saturating_add(s as u64);
+                let b = h.start.saturating_add(i as u64);
+                self.remote_haves.insert(a..b);
+            }
+            let last = self.remote_haves.end();
+            if last > self.remote_length {
+                self.remote_length = last;
+            }
+        } else {
+            let end = h.start.saturating_add(length);
+            self.remote_haves.insert(h.start..end);
+            if end > self.remote_length {
+                self.remote_length = end;
+            }
+        }
+        if self.remote_haves.runs() > MAX_REMOTE_RUNS {
+            return Err(ReplicateError::Flood("Have messages fragment the remote bitfield"));
+        }
+        let _ = feed;
+        Ok(self.remote_length != before_len || self.remote_haves.runs() != before_runs || true)
+    }
+
+    fn on_want(&mut self, w: Want, feed: &Feed, out: &mut Vec<Message>) {
+        if !self.uploading {
+            return;
+        }
+        let length = w.length.unwrap_or(0);
+        if w.start & 8191 != 0 || length & 8191 != 0 {
+            return;
+        }
+        let len = feed.len();
+        if !self.remote_want && len > 0 && feed.has(len - 1) {
+            out.push(Message::Have(Have {
+                start: len - 1,
+                length: None,
+                bitfield: None,
+                ack: None,
+            }));
+        }
+        self.remote_want = true;
+        self.announced_length = self.announced_length.max(len);
+        let clip = if w.start >= len {
+            0
+        } else {
+            length.min(len - w.start)
+        };
+        let bits = feed.bitfield().data_bytes(w.start, clip);
+        out.push(Message::Have(Have {
+            start: w.start,
+            length: Some(length),
+            bitfield: Some(rle::encode(&bits)),
+            ack: None,
+        }));
+    }
+
+    fn on_request(
+        &mut self,
+        r: Request,
+        feed: &mut Feed,
+        out: &mut Vec<Message>,
+    ) -> Result<(), ReplicateError> {
+        if !self.uploading {
+            return Ok(());
+        }
+        let mut index = r.index;
+        let mut digest = r.nodes.unwrap_or(0);
+        let hash = r.hash.unwrap_or(false);
+        if let Some(bytes) = r.bytes.filter(|&b| b > 0) {
+            if let Ok((i, _)) = feed.seek(bytes) {
+                index = i;
+                digest = 0;
+            }
+        }
+        // Only prove what we hold: the reference kills the stream on an unprovable
+        // request; not replying lets the requester time out and ask someone else.
+        let proof = match feed.proof(index, digest, hash, &mut self.remote_tree) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(ReplicateError::Storage(e)),
+        };
+        let value = if hash {
+            None
+        } else if feed.has(index) {
+            match feed.get(index) {
+                Ok(v) => Some(v),
+                Err(CoreError::BlockMissing { .. }) => return Ok(()),
+                Err(e) => return Err(ReplicateError::Storage(e)),
+            }
+        } else {
+            return Ok(());
+        };
+        if let Some(v) = &value {
+            self.stats.uploaded_blocks += 1;
+            self.stats.uploaded_bytes += v.len() as u64;
+        }
+        if index + 1 > self.remote_length {
+            self.remote_length = index + 1;
+        }
+        out.push(Message::Data(Data {
+            index,
+            value,
+            nodes: proof
+                .nodes
+                .iter()
+                .map(|n| DataNode {
+                    index: n.index,
+                    hash: n.hash.to_vec(),
+                    size: n.size,
+                })
+                .collect(),
+            signature: proof.signature.map(|s| s.to_vec()),
+        }));
+        Ok(())
+    }
+
+    fn on_data(
+        &mut self,
+        d: Data,
+        feed: &mut Feed,
+        wants: &mut Wants,
+        out: &mut Vec<Message>,
+        fx: &mut Effects,
+    ) -> Result<(), ReplicateError> {
+        let requested = self.inflight.iter().position(|r| r.index == d.index);
+        let Some(pos) = requested else {
+            // Unrequested data is ignored; tell the peer if we do not hold it.
+            if d.value.is_some() && !feed.has(d.index) {
+                out.push(Message::Unhave(Unhave {
+                    start: d.index,
+                    length: None,
+                }));
+            }
+            return Ok(());
+        };
+        let proof = proof_from_wire(&d)?;
+        let value = d.value.as_deref();
+        let outcome = feed
+            .verify_and_put(value, &proof)
+            .map_err(|e| match e {
+                CoreError::Io { .. } => ReplicateError::Storage(e),
+                other => ReplicateError::Verify(other),
+            })?;
+        self.inflight.swap_remove(pos);
+        wants.release(d.index);
+        if let Some(v) = value {
+            self.remote_haves.insert(d.index..d.index + 1);
+            if outcome.stored {
+                self.stats.downloaded_blocks += 1;
+                self.stats.downloaded_bytes += v.len() as u64;
+                fx.stored.push(d.index);
+            }
+            if self.remote_ack {
+                out.push(Message::Have(Have {
+                    start: d.index,
+                    length: Some(1),
+                    bitfield: None,
+                    ack: Some(true),
+                }));
+            }
+        }
+        if let Some(l) = outcome.new_length {
+            fx.new_length = Some(l);
+        }
+        Ok(())
+    }
+
+    /// Tell the remote about blocks we now hold (appended or downloaded), if it asked
+    /// to hear about them.
+    pub fn announce(&mut self, start: u64, length: u64, out: &mut Vec<Message>) {
+        if !self.remote_want || !self.remote_opened || length == 0 {
+            return;
+        }
+        out.push(Message::Have(Have {
+            start,
+            length: if length > 1 { Some(length) } else { None },
+            bitfield: None,
+            ack: None,
+        }));
+    }
+
+    /// Announce appends since the last call (live mode): compares the feed's length
+    /// with what the remote was told.
+    pub fn announce_length(&mut self, feed: &Feed, out: &mut Vec<Message>) {
+        let len = feed.len();
+        if len > self.announced_length && self.remote_want && self.remote_opened {
+            let start = self.announced_length;
+            self.announced_length = len;
+            self.announce(start, len - start, out);
+        }
+    }
+
+    /// Schedule requests for what is wanted and what the remote holds.
+    pub fn update(&mut self, feed: &Feed, wants: &mut Wants, now: Instant, out: &mut Vec<Message>) {
+        if !self.downloading || !self.remote_uploading || !self.remote_opened {
+            return;
+        }
+        // Urgent: blocks readers wait for.
+        let waiting: Vec<u64> = wants.waiting().collect();
+        for i in waiting {
+            if self.inflight.len() >= URGENT_REQUESTS {
+                break;
+            }
+            if !feed.has(i) && self.remote_haves.contains(i) && wants.reserve(i) {
+                self.request(i, feed, now, out);
+            }
+        }
+        // Learn a newer length by fetching the newest block.
+        if wants.track_length && self.remote_length > feed.len() {
+            let i = self.remote_length - 1;
+            if self.inflight.len() < URGENT_REQUESTS
+                && !feed.has(i)
+                && self.remote_haves.contains(i)
+                && wants.reserve(i)
+            {
+                self.request(i, feed, now, out);
+            }
+        }
+        // Selections, lowest missing blocks first.
+        let remote_length = self.remote_length;
+        let count = wants.selections().len();
+        for k in 0..count {
+            if self.inflight.len() >= MAX_REQUESTS {
+                break;
+            }
+            let sel = wants.selections()[k];
+            let end = sel.end.unwrap_or(u64::MAX).min(remote_length);
+            let mut i = sel.low_water.max(sel.start);
+            while self.inflight.len() < MAX_REQUESTS {
+                let Some(next) = self.remote_haves.next_in(i, end) else {
+                    break;
+                };
+                i = next + 1;
+                if feed.has(next) || !wants.reserve(next) {
+                    continue;
+                }
+                self.request(next, feed, now, out);
+            }
+        }
+        self.send_wants(feed, wants, out);
+    }
+
+    fn request(&mut self, index: u64, feed: &Feed, now: Instant, out: &mut Vec<Message>) {
+        self.inflight.push(Inflight {
+            index,
+            hash: false,
+            sent: now,
+        });
+        out.push(Message::Request(Request {
+            index,
+            bytes: Some(0),
+            hash: Some(false),
+            nodes: Some(feed.digest(index)),
+        }));
+    }
+
+    fn send_wants(&mut self, feed: &Feed, wants: &Wants, out: &mut Vec<Message>) {
+        if !self.downloading || !self.remote_opened || !self.remote_uploading {
+            return;
+        }
+        let mut regions: Vec<u64> = wants.waiting().map(|i| i / WANT_REGION).collect();
+        for s in wants.selections() {
+            let mut r = s.start / WANT_REGION;
+            let end = s.end.unwrap_or(u64::MAX).min(self.remote_length.max(feed.len()));
+            while r * WANT_REGION < end && regions.len() < 64 {
+                regions.push(r);
+                r += 1;
+            }
+        }
+        regions.push(0);
+        for r in regions {
+            if self.inflight_wants >= MAX_INFLIGHT_WANTS {
+                return;
+            }
+            if self.wants_sent.insert(r) {
+                self.inflight_wants += 1;
+                out.push(Message::Want(Want {
+                    start: r * WANT_REGION,
+                    length: Some(WANT_REGION),
+                }));
+            }
+        }
+    }
+
+    /// Expire requests older than the timeout: release them so another peer can serve
+    /// them, and report the stall (the caller disconnects this peer).
+    pub fn tick(&mut self, wants: &mut Wants, now: Instant) -> Result<(), ReplicateError> {
+        if let Some(r) = self
+            .inflight
+            .iter()
+            .find(|r| now.saturating_duration_since(r.sent) > self.request_timeout)
+            .copied()
+        {
+            self.release_all(wants);
+            return Err(ReplicateError::RequestTimeout {
+                index: r.index,
+                ms: self.request_timeout.as_millis() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Release every reservation this peer holds (on close, error or stall).
+    pub fn release_all(&mut self, wants: &mut Wants) {
+        for r in self.inflight.drain(..) {
+            let _ = r.hash;
+            wants.release(r.index);
+        }
+    }
+}
+
+/// Convert a wire `Data` into a core [`Proof`], checking every length.
+pub fn proof_from_wire(d: &Data) -> Result<Proof, ReplicateError> {
+    let mut nodes = Vec::with_capacity(d.nodes.len());
+    for n in &d.nodes {
+        let hash: [u8; 32] = n.hash.as_slice().try_into().map_err(|_| ReplicateError::Malformed {
+            what: "Data node",
+            reason: format!("hash of node {} has {} bytes, not 32", n.index, n.hash.len()),
+        })?;
+        nodes.push(Node::new(n.index, hash, n.size));
+    }
+    let signature = match &d.signature {
+        None => None,
+        Some(s) => Some(s.as_slice().try_into().map_err(|_| ReplicateError::Malformed {
+            what: "Data signature",
+            reason: format!("{} bytes, not 64", s.len()),
+        })?),
+    };
+    Ok(Proof {
+        index: d.index,
+        nodes,
+        signature,
+    })
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+'use strict'
+// core-peer.js: one hypercore@9 peer over plain loopback TCP, for interop tests.
+// Run with NODE_PATH=<reference>/node_modules.
+//
+//   serve --dir DIR [--create N --batch B --size S] (--listen PORT | --connect H:P)
+//         [--append-every MS --append-count N]
+//     Opens (or creates, appending N blocks) the hypercore in DIR and replicates it
+//     live with every connection. Prints one JSON line {key, discoveryKey, length,
+//     byteLength, port?} once serving; then, with --append-every, appends one block
+//     every MS ms (N times) and prints {"appended": length} each time. Runs until
+//     SIGTERM.
+//   clone --key HEX [--dir DIR] (--listen PORT | --connect H:P) [--blocks i,j,..]
+//         [--all] [--wait-length N] [--timeout S] [--wrong-key]
+//     Replicates sparsely: fetches exactly the listed blocks (negative = from the
+//     end), or everything with --all, after waiting for length >= N. Prints one JSON
+//     line {key, length, byteLength, blocks: [{index, sha256}], held, elapsedMs}.
+//
+// Block content (shared with the Rust tests): block i of size S is the bytes
+// b[j] = (i * 31 + j * 7 + 1) & 0xff, j = 0..S-1; `--size var` makes size 1 + (i * 977) % 4096.
+// Loopback only: every connect/listen host must be 127.x.
+
+const net = require('net')
+const crypto = require('crypto')
+const path = require('path')
+const fs = require('fs')
+
+function die (msg, code = 1) { process.stderr.write('core-peer: ' + msg + '\n'); process.exit(code) }
+function parse (argv) {
+  const o = { _: [] }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a.startsWith('--')) {
+      const k = a.slice(2).replace(/-([a-z])/g, (_, c) => c.toUpperCase())
+      const n = argv[i + 1]
+      if (n === undefined || n.startsWith('--')) o[k] = true
+      else { o[k] = n; i++ }
+    } else o._.push(a)
+  }
+  return o
+}
+const OPTS = parse(process.argv.slice(2))
+const LOOP = /^127\.\d+\.\d+\.\d+$/
+
+function block (i, size) {
+  const s = size === 'var' ? 1 + (i * 977) % 4096 : Number(size)
+  const b = Buffer.alloc(s)
+  for (let j = 0; j < s; j++) b[j] = (i * 31 + j * 7 + 1) & 0xff
+  return b
+}
+const sha = b => crypto.createHash('sha256').update(b).digest('hex')
+const p = fn => new Promise((resolve, reject) => fn((err, v) => err ? reject(err) : resolve(v)))
+
+function openFeed (dir, key, opts) {
+  const hypercore = require('hypercore')
+  if (dir) fs.mkdirSync(dir, { recursive: true })
+  const storage = dir || require('random-access-memory')
+  return key ? hypercore(storage, key, opts) : hypercore(storage, opts)
+}
+
+function replicate (feed, socket, initiator) {
+  const stream = feed.replicate(initiator, { live: true })
+  socket.on('error', () => {})
+  stream.on('error', err => process.stderr.write('core-peer: stream: ' + err.message + '\n'))
+  socket.pipe(stream).pipe(socket)
+  return stream
+}
+
+function connectOrListen (feed, onlisten) {
+  if (OPTS.listen !== undefined) {
+    const server = net.createServer(socket => replicate(feed, socket, false))
+    server.listen(Number(OPTS.listen), '127.0.0.1', () => onlisten(server.address().port))
+    return
+  }
+  if (!OPTS.connect) die('need --listen PORT or --connect HOST:PORT')
+  const [host, port] = String(OPTS.connect).split(':')
+  if (!LOOP.test(host)) die('refusing non-loopback host ' + host)
+  const dial = () => {
+    const socket = net.connect(Number(port), host)
+    socket.on('error', () => setTimeout(dial, 300))
+    socket.on('connect', () => replicate(feed, socket, true))
+  }
+  dial()
+  onlisten(undefined)
+}
+
+async function serve () {
+  const feed = openFeed(OPTS.dir, null, {})
+  await p(cb => feed.ready(cb))
+  const n = Number(OPTS.create || 0)
+  const batch = Number(OPTS.batch || 1)
+  for (let i = 0; i < n;) {
+    const bs = []
+    for (let k = 0; k < batch && i < n; k++, i++) bs.push(block(feed.length + bs.length, OPTS.size || 1024))
+    await p(cb => feed.append(bs, cb))
+  }
+  connectOrListen(feed, port => {
+    const out = { key: feed.key.toString('hex'), discoveryKey: feed.discoveryKey.toString('hex'), length: feed.length, byteLength: feed.byteLength }
+    if (port !== undefined) out.port = port
+    process.stdout.write(JSON.stringify(out) + '\n')
+    if (OPTS.appendEvery) {
+      let left = Number(OPTS.appendCount || 1)
+      const t = setInterval(() => {
+        if (left-- <= 0) return clearInterval(t)
+        feed.append(block(feed.length, OPTS.size || 1024), err => {
+          if (err) die(err.message)
+          process.stdout.write(JSON.stringify({ appended: feed.length }) + '\n')
+        })
+      }, Number(OPTS.appendEvery))
+    }
+  })
+  process.on('SIGTERM', () => feed.close(() => process.exit(0)))
+}
+
+async function clone () {
+  if (!OPTS.key) die('need --key')
+  const started = Date.now()
+  const timeout = Number(OPTS.timeout || 60)
+  setTimeout(() => die('timeout after ' + timeout + ' s', 2), timeout * 1000).unref()
+  let key = Buffer.from(String(OPTS.key), 'hex')
+  if (OPTS.wrongKey) { key = Buffer.from(key); key[0] ^= 1 }
+  const feed = openFeed(OPTS.dir, key, { sparse: true })
+  await p(cb => feed.ready(cb))
+  connectOrListen(feed, port => {
+    if (port !== undefined) process.stdout.write(JSON.stringify({ listening: port }) + '\n')
+  })
+  const want = Number(OPTS.waitLength || 1)
+  while (feed.length < want) await p(cb => feed.update({ minLength: want, ifAvailable: false }, cb)).catch(() => {})
+  let indices = []
+  if (OPTS.all) {
+    await p(cb => feed.download({ start: 0, end: feed.length }, cb))
+    for (let i = 0; i < feed.length; i++) indices.push(i)
+  } else if (OPTS.blocks) {
+    indices = String(OPTS.blocks).split(',').map(Number).map(i => i < 0 ? feed.length + i : i)
+  }
+  const blocks = []
+  for (const i of indices) blocks.push({ index: i, sha256: sha(await p(cb => feed.get(i, cb))) })
+  let held = 0
+  for (let i = 0; i < feed.length; i++) if (feed.has(i)) held++
+  process.stdout.write(JSON.stringify({ key: feed.key.toString('hex'), length: feed.length, byteLength: feed.byteLength, blocks, held, elapsedMs: Date.now() - started }) + '\n')
+  process.exit(0)
+}
+
+const cmd = OPTS._[0]
+if (cmd === 'serve') serve().catch(e => die(e.stack))
+else if (cmd === 'clone') clone().catch(e => die(e.stack))
+else die('usage: core-peer.js serve|clone ...')
