@@ -519,7 +519,7 @@ fn read_u64_varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
 }
 
 /// Shared loaders for `core.json` (path from `HYPERMOUNT_VECTORS`, default
-/// `/work/shared/vectors`), used by this module's, `cipher.rs`'s and
+/// `../shared/vectors` beside the repository), used by this module's, `cipher.rs`'s and
 /// `capability.rs`'s tests.
 #[cfg(test)]
 pub(crate) mod test_vectors {
@@ -529,8 +529,9 @@ pub(crate) mod test_vectors {
     pub(crate) fn core_json() -> &'static Value {
         static CELL: OnceLock<Value> = OnceLock::new();
         CELL.get_or_init(|| {
-            let dir = std::env::var("HYPERMOUNT_VECTORS")
-                .unwrap_or_else(|_| "/work/shared/vectors".to_string());
+            let dir = std::env::var("HYPERMOUNT_VECTORS").unwrap_or_else(|_| {
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors").to_string()
+            });
             let path = format!("{dir}/core.json");
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
