@@ -2,6 +2,9 @@
 //! channels and messages. Protocol logic here is sans-IO: bytes in, messages and
 //! actions out; only the driver owns sockets.
 
+pub mod capability;
+pub mod cipher;
+pub mod handshake;
 pub mod messages;
 
 pub use messages::Message;
