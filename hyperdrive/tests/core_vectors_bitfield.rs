@@ -2,7 +2,7 @@
 //! (`core.json`: `flatTree`, `disk.files`, `proofs.scenarios`).
 //!
 //! The vector file is read from `$HYPERMOUNT_VECTORS/core.json`, default
-//! `/work/shared/vectors/core.json`; a missing file fails the tests.
+//! `../shared/vectors/core.json` beside the repository; a missing file fails the tests.
 
 use hyperdrive::core::bitfield::{Bitfield, PAGE_SIZE};
 use hyperdrive::core::flat_tree;
@@ -10,8 +10,9 @@ use hyperdrive::core::proof::{plan, RemoteTree};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let dir =
-        std::env::var("HYPERMOUNT_VECTORS").unwrap_or_else(|_| "/work/shared/vectors".to_owned());
+    let dir = std::env::var("HYPERMOUNT_VECTORS").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors").to_owned()
+    });
     let path = format!("{dir}/core.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_json::from_str(&text).expect("core.json is JSON")
@@ -219,7 +220,7 @@ fn plan_survives_any_digest() {
 }
 
 /// Golden interop: the same operation sequences run on the reference's lib/bitfield.js
-/// and tree-index.js (from `$HYPERMOUNT_NODE_REF`, default `/work/ref/node_modules`)
+/// and tree-index.js (from `$HYPERMOUNT_REFERENCE/node_modules`, default `target/reference`)
 /// must give the same page bytes (all three regions, several pages), dirty pages,
 /// `blocks`, `digest`, `verifiedBy` and `proof` results.
 mod node_reference {
@@ -432,8 +433,16 @@ process.stdout.write(JSON.stringify(out))
     fn node_reference_agrees() {
         let scenarios = scenarios();
         let input = Value::Array(scenarios.iter().map(to_json).collect()).to_string();
-        let node_path = std::env::var("HYPERMOUNT_NODE_REF")
-            .unwrap_or_else(|_| "/work/ref/node_modules".to_owned());
+        // scripts/test.sh installs the reference and exports its folder.
+        let node_path = std::env::var("HYPERMOUNT_REFERENCE")
+            .map(|r| format!("{r}/node_modules"))
+            .unwrap_or_else(|_| {
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../target/reference/node_modules"
+                )
+                .to_owned()
+            });
         let mut child = Command::new("node")
             .arg("-e")
             .arg(SCRIPT)
