@@ -16,8 +16,7 @@
 //     end), or everything with --all, after waiting for length >= N. Prints one JSON
 //     line {key, length, byteLength, blocks: [{index, sha256}], held, elapsedMs}.
 //
-// Block content (shared with the Rust tests): block i of size S is the bytes
-// b[j] = (i * 31 + j * 7 + 1) & 0xff, j = 0..S-1; `--size var` makes size 1 + (i * 977) % 4096.
+// Block content: tests/js/blocks.js (shared with the Rust tests' `block_content`).
 // Loopback only: every connect/listen host must be 127.x.
 
 const net = require('net')
@@ -42,12 +41,8 @@ function parse (argv) {
 const OPTS = parse(process.argv.slice(2))
 const LOOP = /^127\.\d+\.\d+\.\d+$/
 
-function block (i, size) {
-  const s = size === 'var' ? 1 + (i * 977) % 4096 : Number(size)
-  const b = Buffer.alloc(s)
-  for (let j = 0; j < s; j++) b[j] = (i * 31 + j * 7 + 1) & 0xff
-  return b
-}
+const { blockContent, parseSize } = require('./blocks.js')
+const block = (i, size) => blockContent(i, parseSize(String(size)))
 const sha = b => crypto.createHash('sha256').update(b).digest('hex')
 const p = fn => new Promise((resolve, reject) => fn((err, v) => err ? reject(err) : resolve(v)))
 

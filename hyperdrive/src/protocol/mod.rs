@@ -5,7 +5,10 @@
 pub mod capability;
 pub mod cipher;
 pub mod handshake;
+pub mod driver;
 pub mod messages;
+pub mod replicate;
+pub mod stream;
 
 pub use messages::Message;
 

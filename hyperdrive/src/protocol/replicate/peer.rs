@@ -126,6 +126,11 @@ impl PeerFeed {
         self.remote_opened
     }
 
+    /// The remote asked to hear about our blocks (it sent a Want) and opened.
+    pub fn wants_announcements(&self) -> bool {
+        self.remote_want && self.remote_opened
+    }
+
     pub fn inflight(&self) -> usize {
         self.inflight.len()
     }
@@ -253,7 +258,7 @@ impl PeerFeed {
             return Err(ReplicateError::Flood("Have messages fragment the remote bitfield"));
         }
         let _ = feed;
-        Ok(self.remote_length != before_len || self.remote_haves.runs() != before_runs || true)
+        Ok(self.remote_length != before_len || self.remote_haves.runs() != before_runs)
     }
 
     fn on_want(&mut self, w: Want, feed: &Feed, out: &mut Vec<Message>) {

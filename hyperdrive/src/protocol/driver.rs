@@ -1,0 +1,446 @@
+//! The tokio driver: runs one [`Protocol`] and the [`PeerFeed`]s of every shared feed
+//! over any `AsyncRead + AsyncWrite`. This is the only replication code that owns a
+//! socket or a timer; all decisions are made by the state machines it drives.
+//!
+//! Reads and protocol work happen on one task; writes on a second, fed through a
+//! bounded queue. Reading pauses while more than [`HIGH_WATER`] bytes wait to be
+//! written, so a peer that requests without reading cannot grow our memory, and two
+//! peers uploading to each other never deadlock on full socket buffers (each keeps
+//! reading until its own queue is full, far above what 16 requests in flight need).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc, Notify};
+
+use super::handshake::StaticKeypair;
+use super::messages::{Have, Message};
+use super::replicate::peer::WANT_REGION;
+use super::replicate::{PeerFeed, PeerStats, ReplicateError, SharedFeed};
+use super::stream::{ChannelId, Event, Protocol, ProtocolOptions};
+use super::ProtocolError;
+use crate::protocol::rle;
+
+/// Most bytes queued for the socket before reading pauses.
+pub const HIGH_WATER: usize = 64 * 1024 * 1024;
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Where a connection finds feeds: those to offer at once, those the remote asks
+/// for by discovery key, and those opened later (a corestore implements this).
+pub trait FeedSource: Send + Sync + 'static {
+    /// Feeds to replicate on every new connection.
+    fn feeds(&self) -> Vec<Arc<SharedFeed>>;
+    /// A feed the remote opened, if this side holds it (opened on demand).
+    fn by_discovery_key(&self, discovery_key: &[u8; 32]) -> Option<Arc<SharedFeed>>;
+    /// Feeds opened after the connection started.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<SharedFeed>>;
+}
+
+/// The simplest [`FeedSource`]: a fixed, growable set of feeds.
+pub struct FeedSet {
+    feeds: Mutex<Vec<Arc<SharedFeed>>>,
+    added: broadcast::Sender<Arc<SharedFeed>>,
+}
+
+impl FeedSet {
+    pub fn new(feeds: Vec<Arc<SharedFeed>>) -> Arc<Self> {
+        Arc::new(FeedSet {
+            feeds: Mutex::new(feeds),
+            added: broadcast::channel(64).0,
+        })
+    }
+
+    /// Add a feed; live connections open it too.
+    pub fn add(&self, feed: Arc<SharedFeed>) {
+        self.feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(feed.clone());
+        let _ = self.added.send(feed);
+    }
+}
+
+impl FeedSource for FeedSet {
+    fn feeds(&self) -> Vec<Arc<SharedFeed>> {
+        self.feeds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn by_discovery_key(&self, dk: &[u8; 32]) -> Option<Arc<SharedFeed>> {
+        self.feeds()
+            .into_iter()
+            .find(|f| &f.discovery_key() == dk)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<SharedFeed>> {
+        self.added.subscribe()
+    }
+}
+
+/// Settings of one replication connection.
+#[derive(Debug, Clone)]
+pub struct ReplicateOptions {
+    pub protocol: ProtocolOptions,
+    /// A request unanswered this long drops the peer (its blocks go to others).
+    pub request_timeout: Duration,
+    /// Our static Noise key pair (random per connection unless given).
+    pub keypair: Option<[u8; 32]>,
+}
+
+impl Default for ReplicateOptions {
+    fn default() -> Self {
+        ReplicateOptions {
+            protocol: ProtocolOptions::default(),
+            request_timeout: Duration::from_secs(20),
+            keypair: None,
+        }
+    }
+}
+
+/// Why a connection ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("feed {feed}: {source}")]
+    Replicate {
+        feed: String,
+        #[source]
+        source: ReplicateError,
+    },
+}
+
+/// Totals of one connection, also readable while it runs.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    pub bytes_in: AtomicUsize,
+    pub bytes_out: AtomicUsize,
+    pub blocks_in: AtomicUsize,
+    pub blocks_out: AtomicUsize,
+}
+
+struct Replica {
+    shared: Arc<SharedFeed>,
+    peer: PeerFeed,
+    /// Next announcement sequence number to pass on.
+    cursor: u64,
+    last_stats: PeerStats,
+}
+
+/// Run replication over `io` until the remote closes, an error occurs, or
+/// `shutdown` is notified. Returns Ok on a clean end.
+pub async fn replicate<S>(
+    io: S,
+    initiator: bool,
+    source: Arc<dyn FeedSource>,
+    opts: ReplicateOptions,
+    stats: Arc<ConnectionStats>,
+    shutdown: Arc<Notify>,
+) -> Result<(), DriverError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let keypair = match opts.keypair {
+        Some(seed) => StaticKeypair::from_seed(&seed),
+        None => StaticKeypair::generate(),
+    };
+    let mut proto = Protocol::new(initiator, &keypair, opts.protocol.clone(), Instant::now())?;
+
+    // Writer task: drains a bounded queue of encrypted chunks.
+    let queued = Arc::new(AtomicUsize::new(0));
+    let drained = Arc::new(Notify::new());
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
+    let writer = {
+        let queued = queued.clone();
+        let drained = drained.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            while let Some(buf) = out_rx.recv().await {
+                if wr.write_all(&buf).await.is_err() {
+                    break;
+                }
+                stats.bytes_out.fetch_add(buf.len(), Ordering::Relaxed);
+                queued.fetch_sub(buf.len(), Ordering::Relaxed);
+                drained.notify_one();
+            }
+            let _ = wr.shutdown().await;
+        })
+    };
+
+    let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+    let mut new_feeds = source.subscribe();
+    let mut replicas: HashMap<ChannelId, Replica> = HashMap::new();
+    let mut pending: HashMap<[u8; 32], Arc<SharedFeed>> = HashMap::new();
+
+    let now = Instant::now();
+    for f in source.feeds() {
+        open_feed(&mut proto, &mut replicas, &mut pending, f, &wake_tx, &opts, now);
+    }
+
+    let mut buf = vec![0u8; READ_BUFFER];
+    let result = loop {
+        flush(&mut proto, &out_tx, &queued).await;
+        let deadline = tokio::time::Instant::from_std(proto.next_deadline().min(Instant::now() + Duration::from_secs(1)));
+        let can_read = queued.load(Ordering::Relaxed) < HIGH_WATER;
+        tokio::select! {
+            r = rd.read(&mut buf), if can_read => {
+                let n = match r {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => n,
+                    Err(e) => break Err(ProtocolError::Io(e).into()),
+                };
+                stats.bytes_in.fetch_add(n, Ordering::Relaxed);
+                let now = Instant::now();
+                if let Err(e) = proto.receive(&mut buf[..n], now) {
+                    break Err(e.into());
+                }
+                if let Err(e) = handle_events(&mut proto, &mut replicas, &mut pending, &source, &wake_tx, &opts, &stats, now) {
+                    break Err(e);
+                }
+            }
+            _ = drained.notified(), if !can_read => {}
+            Some(()) = wake_rx.recv() => {
+                let now = Instant::now();
+                if let Err(e) = serve_wake(&mut proto, &mut replicas, &stats, now) {
+                    break Err(e);
+                }
+            }
+            f = new_feeds.recv() => {
+                if let Ok(f) = f {
+                    open_feed(&mut proto, &mut replicas, &mut pending, f, &wake_tx, &opts, Instant::now());
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let now = Instant::now();
+                if let Err(e) = proto.tick(now) {
+                    break Err(e.into());
+                }
+                if let Err(e) = tick_peers(&mut replicas, now) {
+                    break Err(e);
+                }
+            }
+            _ = shutdown.notified() => break Ok(()),
+        }
+    };
+
+    // Release whatever this connection had reserved so other peers take over.
+    for r in replicas.values_mut() {
+        let mut st = r.shared.lock();
+        r.peer.release_all(&mut st.wants);
+        drop(st);
+        r.shared.wake_peers();
+    }
+    flush(&mut proto, &out_tx, &queued).await;
+    drop(out_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    if let Err(e) = &result {
+        tracing::debug!(error = %e, "replication connection ended");
+    }
+    result
+}
+
+fn open_feed(
+    proto: &mut Protocol,
+    replicas: &mut HashMap<ChannelId, Replica>,
+    pending: &mut HashMap<[u8; 32], Arc<SharedFeed>>,
+    f: Arc<SharedFeed>,
+    wake_tx: &mpsc::Sender<()>,
+    opts: &ReplicateOptions,
+    now: Instant,
+) {
+    if replicas.values().any(|r| r.shared.key() == f.key()) {
+        return;
+    }
+    let Some(id) = proto.open(f.key(), now) else {
+        return;
+    };
+    f.subscribe(wake_tx.clone());
+    let (peer, cursor) = {
+        let st = f.lock();
+        (PeerFeed::new(&st.feed, opts.request_timeout), st.next_seq())
+    };
+    pending.remove(&f.discovery_key());
+    replicas.insert(
+        id,
+        Replica {
+            shared: f,
+            peer,
+            cursor,
+            last_stats: PeerStats::default(),
+        },
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn handle_events(
+    proto: &mut Protocol,
+    replicas: &mut HashMap<ChannelId, Replica>,
+    pending: &mut HashMap<[u8; 32], Arc<SharedFeed>>,
+    source: &Arc<dyn FeedSource>,
+    wake_tx: &mpsc::Sender<()>,
+    opts: &ReplicateOptions,
+    stats: &ConnectionStats,
+    now: Instant,
+) -> Result<(), DriverError> {
+    while let Some(ev) = proto.poll_event() {
+        match ev {
+            Event::Handshake { .. } => {}
+            Event::DiscoveryKey { discovery_key } => match source.by_discovery_key(&discovery_key) {
+                Some(f) => open_feed(proto, replicas, pending, f, wake_tx, opts, now),
+                None => proto.refuse(discovery_key, now),
+            },
+            Event::Opened { channel, .. } => {
+                if let Some(r) = replicas.get_mut(&channel) {
+                    let mut out = Vec::new();
+                    {
+                        let mut st = r.shared.lock();
+                        let st = &mut *st;
+                        r.peer.on_open(&st.feed, &mut st.wants, &mut out);
+                        r.peer.update(&st.feed, &mut st.wants, now, &mut out);
+                    }
+                    for m in out {
+                        proto.send(channel, m, now);
+                    }
+                }
+            }
+            Event::Message { channel, message } => {
+                let Some(r) = replicas.get_mut(&channel) else {
+                    continue;
+                };
+                let mut out = Vec::new();
+                let fx = {
+                    let mut st = r.shared.lock();
+                    let st = &mut *st;
+                    let res = r
+                        .peer
+                        .on_message(message, &mut st.feed, &mut st.wants, now, &mut out);
+                    let fx = res.map_err(|source| DriverError::Replicate {
+                        feed: hex::encode(r.shared.key()),
+                        source,
+                    })?;
+                    for &i in &fx.stored {
+                        st.record(i, 1);
+                    }
+                    fx
+                };
+                count_blocks(r, stats);
+                for m in out {
+                    proto.send(channel, m, now);
+                }
+                if !fx.stored.is_empty() || fx.new_length.is_some() {
+                    r.shared.notify_data();
+                }
+                if fx.closed {
+                    if let Some(r) = replicas.remove(&channel) {
+                        r.shared.wake_peers();
+                    }
+                }
+            }
+            Event::Closed { channel, .. } => {
+                if let Some(channel) = channel {
+                    if let Some(mut r) = replicas.remove(&channel) {
+                        let mut st = r.shared.lock();
+                        r.peer.release_all(&mut st.wants);
+                        drop(st);
+                        r.shared.wake_peers();
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn count_blocks(r: &mut Replica, stats: &ConnectionStats) {
+    let s = r.peer.stats;
+    stats.blocks_in.fetch_add(
+        (s.downloaded_blocks - r.last_stats.downloaded_blocks) as usize,
+        Ordering::Relaxed,
+    );
+    stats.blocks_out.fetch_add(
+        (s.uploaded_blocks - r.last_stats.uploaded_blocks) as usize,
+        Ordering::Relaxed,
+    );
+    r.last_stats = s;
+}
+
+/// Something changed in a shared feed: announce new blocks, schedule requests.
+fn serve_wake(
+    proto: &mut Protocol,
+    replicas: &mut HashMap<ChannelId, Replica>,
+    stats: &ConnectionStats,
+    now: Instant,
+) -> Result<(), DriverError> {
+    for (&channel, r) in replicas.iter_mut() {
+        if !r.peer.remote_opened() {
+            continue;
+        }
+        let mut out = Vec::new();
+        {
+            let mut st = r.shared.lock();
+            let st = &mut *st;
+            match st.announcements_since(r.cursor) {
+                Some(list) => {
+                    for a in list {
+                        r.peer.announce(a.start, a.length, &mut out);
+                    }
+                }
+                None => resend_bitfield(&mut r.peer, &st.feed, &mut out),
+            }
+            r.cursor = st.next_seq();
+            r.peer.update(&st.feed, &mut st.wants, now, &mut out);
+        }
+        count_blocks(r, stats);
+        for m in out {
+            proto.send(channel, m, now);
+        }
+    }
+    Ok(())
+}
+
+/// Fell behind the announcement log: tell the remote everything we hold instead.
+fn resend_bitfield(peer: &mut PeerFeed, feed: &crate::core::Feed, out: &mut Vec<Message>) {
+    let len = feed.len();
+    let mut start = 0;
+    while start < len {
+        let n = WANT_REGION.min(len - start);
+        let bits = feed.bitfield().data_bytes(start, n);
+        if peer.wants_announcements() {
+            out.push(Message::Have(Have {
+                start,
+                length: Some(WANT_REGION),
+                bitfield: Some(rle::encode(&bits)),
+                ack: None,
+            }));
+        }
+        start += WANT_REGION;
+    }
+}
+
+fn tick_peers(replicas: &mut HashMap<ChannelId, Replica>, now: Instant) -> Result<(), DriverError> {
+    for r in replicas.values_mut() {
+        let mut st = r.shared.lock();
+        if let Err(source) = r.peer.tick(&mut st.wants, now) {
+            drop(st);
+            r.shared.wake_peers();
+            return Err(DriverError::Replicate {
+                feed: hex::encode(r.shared.key()),
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn flush(proto: &mut Protocol, out_tx: &mpsc::Sender<Vec<u8>>, queued: &AtomicUsize) {
+    if proto.outgoing_len() == 0 {
+        return;
+    }
+    let bytes = proto.take_outgoing();
+    queued.fetch_add(bytes.len(), Ordering::Relaxed);
+    // The writer only stops when the socket fails; then the read side ends too.
+    let _ = out_tx.send(bytes).await;
+}
