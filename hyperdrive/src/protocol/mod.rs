@@ -2,7 +2,10 @@
 //! channels and messages. Protocol logic here is sans-IO: bytes in, messages and
 //! actions out; only the driver owns sockets.
 
+pub mod frame;
 pub mod messages;
+pub mod rle;
+pub mod varint;
 
 pub use messages::Message;
 
