@@ -4,11 +4,14 @@
 
 pub mod capability;
 pub mod cipher;
-pub mod handshake;
 pub mod driver;
+pub mod frame;
+pub mod handshake;
 pub mod messages;
 pub mod replicate;
+pub mod rle;
 pub mod stream;
+pub mod varint;
 
 pub use messages::Message;
 
