@@ -418,9 +418,15 @@ impl Storage {
             self.write(kind, 0, &h)?;
         }
         let len = self.file_len(FileKind::Bitfield)?;
-        let body = usize::try_from(len.saturating_sub(HEADER_SIZE)).map_err(|_| {
-            self.corrupt(FileKind::Bitfield, format!("{len} bytes is too large"))
-        })?;
+        if (len - HEADER_SIZE) % PAGE_SIZE as u64 != 0 {
+            // Node and we only ever write whole pages: a torn tail is damage.
+            return Err(self.corrupt(
+                FileKind::Bitfield,
+                format!("{len} bytes is not a header plus whole {PAGE_SIZE}-byte pages"),
+            ));
+        }
+        let body = usize::try_from(len.saturating_sub(HEADER_SIZE))
+            .map_err(|_| self.corrupt(FileKind::Bitfield, format!("{len} bytes is too large")))?;
         let mut pages = vec![0u8; body];
         let n = self.read(FileKind::Bitfield, HEADER_SIZE, &mut pages)?;
         pages.truncate(n);
@@ -582,10 +588,7 @@ mod tests {
     #[test]
     fn headers_match_spec() {
         let t = header(FileKind::Tree).unwrap();
-        assert_eq!(
-            hex::encode(&t[..15]),
-            "0502570200002807424c414b453262"
-        );
+        assert_eq!(hex::encode(&t[..15]), "0502570200002807424c414b453262");
         assert!(t[15..].iter().all(|b| *b == 0));
         let s = header(FileKind::Signatures).unwrap();
         assert_eq!(hex::encode(&s[..15]), "050257010000400745643235353139");
@@ -658,7 +661,9 @@ mod tests {
             32
         );
         assert_eq!(
-            std::fs::metadata(dir.path().join("bitfield")).unwrap().len(),
+            std::fs::metadata(dir.path().join("bitfield"))
+                .unwrap()
+                .len(),
             32
         );
         match Storage::open_dir(dir.path()) {
@@ -712,6 +717,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         s.write(FileKind::SecretKey, 0, &[1u8; 65]).unwrap();
-        assert!(matches!(s.read_secret_key(), Err(CoreError::Corrupt { .. })));
+        assert!(matches!(
+            s.read_secret_key(),
+            Err(CoreError::Corrupt { .. })
+        ));
     }
 }
