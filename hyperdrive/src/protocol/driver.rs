@@ -69,9 +69,7 @@ impl FeedSource for FeedSet {
     }
 
     fn by_discovery_key(&self, dk: &[u8; 32]) -> Option<Arc<SharedFeed>> {
-        self.feeds()
-            .into_iter()
-            .find(|f| &f.discovery_key() == dk)
+        self.feeds().into_iter().find(|f| &f.discovery_key() == dk)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<SharedFeed>> {
@@ -177,13 +175,25 @@ where
 
     let now = Instant::now();
     for f in source.feeds() {
-        open_feed(&mut proto, &mut replicas, &mut pending, f, &wake_tx, &opts, now);
+        open_feed(
+            &mut proto,
+            &mut replicas,
+            &mut pending,
+            f,
+            &wake_tx,
+            &opts,
+            now,
+        );
     }
 
     let mut buf = vec![0u8; READ_BUFFER];
     let result = loop {
         flush(&mut proto, &out_tx, &queued).await;
-        let deadline = tokio::time::Instant::from_std(proto.next_deadline().min(Instant::now() + Duration::from_secs(1)));
+        let deadline = tokio::time::Instant::from_std(
+            proto
+                .next_deadline()
+                .min(Instant::now() + Duration::from_secs(1)),
+        );
         let can_read = queued.load(Ordering::Relaxed) < HIGH_WATER;
         tokio::select! {
             r = rd.read(&mut buf), if can_read => {
@@ -288,10 +298,12 @@ fn handle_events(
     while let Some(ev) = proto.poll_event() {
         match ev {
             Event::Handshake { .. } => {}
-            Event::DiscoveryKey { discovery_key } => match source.by_discovery_key(&discovery_key) {
-                Some(f) => open_feed(proto, replicas, pending, f, wake_tx, opts, now),
-                None => proto.refuse(discovery_key, now),
-            },
+            Event::DiscoveryKey { discovery_key } => {
+                match source.by_discovery_key(&discovery_key) {
+                    Some(f) => open_feed(proto, replicas, pending, f, wake_tx, opts, now),
+                    None => proto.refuse(discovery_key, now),
+                }
+            }
             Event::Opened { channel, .. } => {
                 if let Some(r) = replicas.get_mut(&channel) {
                     let mut out = Vec::new();
@@ -314,9 +326,9 @@ fn handle_events(
                 let fx = {
                     let mut st = r.shared.lock();
                     let st = &mut *st;
-                    let res = r
-                        .peer
-                        .on_message(message, &mut st.feed, &mut st.wants, now, &mut out);
+                    let res =
+                        r.peer
+                            .on_message(message, &mut st.feed, &mut st.wants, now, &mut out);
                     let fx = res.map_err(|source| DriverError::Replicate {
                         feed: hex::encode(r.shared.key()),
                         source,

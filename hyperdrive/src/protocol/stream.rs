@@ -53,7 +53,10 @@ pub enum Event {
     /// Both sides opened `channel` for feed `key`: messages may flow now.
     Opened { channel: ChannelId, key: [u8; 32] },
     /// A message on an open channel.
-    Message { channel: ChannelId, message: Message },
+    Message {
+        channel: ChannelId,
+        message: Message,
+    },
     /// The remote closed (or refused) the channel.
     Closed {
         channel: Option<ChannelId>,
@@ -191,7 +194,8 @@ impl Protocol {
                         cipher,
                         result: Box::new(done.result),
                     };
-                    self.events.push_back(Event::Handshake { remote_public_key });
+                    self.events
+                        .push_back(Event::Handshake { remote_public_key });
                     self.flush_queued(now)?;
                     let mut overflow = done.overflow;
                     if !overflow.is_empty() {
@@ -310,7 +314,9 @@ impl Protocol {
                     key,
                 });
             }
-            _ => self.events.push_back(Event::DiscoveryKey { discovery_key: dk }),
+            _ => self
+                .events
+                .push_back(Event::DiscoveryKey { discovery_key: dk }),
         }
         Ok(())
     }
@@ -327,7 +333,12 @@ impl Protocol {
         };
         if let Some(local) = local {
             if !closed_locally {
-                self.send_now(local, &Message::Close(Close { discovery_key: None }));
+                self.send_now(
+                    local,
+                    &Message::Close(Close {
+                        discovery_key: None,
+                    }),
+                );
             }
         }
         self.remove_channel(idx);
@@ -446,7 +457,13 @@ impl Protocol {
             return;
         }
         self.channels[idx].closed_locally = true;
-        self.send(channel, Message::Close(Close { discovery_key: None }), now);
+        self.send(
+            channel,
+            Message::Close(Close {
+                discovery_key: None,
+            }),
+            now,
+        );
         if self.channels[idx].remote_id.is_none() {
             self.remove_channel(idx);
         }
@@ -565,5 +582,278 @@ impl Protocol {
         } else {
             timeout
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::handshake::test_vectors::{core_json, hex32, hex_str, nonce24};
+    use crate::protocol::messages::{Status, Want};
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn pair() -> (Protocol, Protocol) {
+        let t = now();
+        let a = Protocol::new(
+            true,
+            &StaticKeypair::generate(),
+            ProtocolOptions::default(),
+            t,
+        )
+        .unwrap();
+        let b = Protocol::new(
+            false,
+            &StaticKeypair::generate(),
+            ProtocolOptions::default(),
+            t,
+        )
+        .unwrap();
+        (a, b)
+    }
+
+    /// Move bytes both ways until neither side has anything to send.
+    fn pump(a: &mut Protocol, b: &mut Protocol) -> Result<(), ProtocolError> {
+        for _ in 0..100 {
+            let mut ab = a.take_outgoing();
+            let mut ba = b.take_outgoing();
+            if ab.is_empty() && ba.is_empty() {
+                return Ok(());
+            }
+            if !ab.is_empty() {
+                b.receive(&mut ab, now())?;
+            }
+            if !ba.is_empty() {
+                a.receive(&mut ba, now())?;
+            }
+        }
+        panic!("pump did not settle");
+    }
+
+    fn events(p: &mut Protocol) -> Vec<Event> {
+        std::iter::from_fn(|| p.poll_event()).collect()
+    }
+
+    #[test]
+    fn open_both_sides_and_exchange() {
+        let (mut a, mut b) = pair();
+        let key = [7u8; 32];
+        let dk = discovery_key(&key);
+        let ca = a.open(key, now()).unwrap();
+        assert_eq!(ca, 1, "channel ids start at 1 like Node's");
+        pump(&mut a, &mut b).unwrap();
+        let eb = events(&mut b);
+        assert!(matches!(eb[0], Event::Handshake { .. }));
+        assert_eq!(eb[1], Event::DiscoveryKey { discovery_key: dk });
+        let cb = b.open(key, now()).unwrap();
+        assert_eq!(events(&mut b), vec![Event::Opened { channel: cb, key }]);
+        pump(&mut a, &mut b).unwrap();
+        let ea = events(&mut a);
+        assert!(ea.contains(&Event::Opened { channel: ca, key }));
+        let want = Message::Want(Want {
+            start: 0,
+            length: Some(1048576),
+        });
+        a.send(ca, want.clone(), now());
+        pump(&mut a, &mut b).unwrap();
+        assert_eq!(
+            events(&mut b),
+            vec![Event::Message {
+                channel: cb,
+                message: want
+            }]
+        );
+    }
+
+    #[test]
+    fn messages_before_local_open_are_dropped() {
+        let (mut a, mut b) = pair();
+        let key = [9u8; 32];
+        let ca = a.open(key, now()).unwrap();
+        pump(&mut a, &mut b).unwrap();
+        // b has not opened yet: a's Status must not be delivered later either.
+        a.send(
+            ca,
+            Message::Status(Status {
+                uploading: Some(true),
+                downloading: Some(false),
+            }),
+            now(),
+        );
+        pump(&mut a, &mut b).unwrap();
+        let eb = events(&mut b);
+        assert!(!eb.iter().any(|e| matches!(e, Event::Message { .. })));
+        b.open(key, now()).unwrap();
+        pump(&mut a, &mut b).unwrap();
+        assert!(!events(&mut b)
+            .iter()
+            .any(|e| matches!(e, Event::Message { .. })));
+    }
+
+    #[test]
+    fn refuse_closes_the_remote_channel() {
+        let (mut a, mut b) = pair();
+        let key = [3u8; 32];
+        let dk = discovery_key(&key);
+        let ca = a.open(key, now()).unwrap();
+        pump(&mut a, &mut b).unwrap();
+        events(&mut b);
+        b.refuse(dk, now());
+        pump(&mut a, &mut b).unwrap();
+        let ea = events(&mut a);
+        assert!(ea.contains(&Event::Closed {
+            channel: Some(ca),
+            discovery_key: dk
+        }));
+        assert!(!a.is_open(ca));
+    }
+
+    #[test]
+    fn wrong_capability_after_local_open_destroys_the_stream() {
+        let (mut a, mut b) = pair();
+        let key = [5u8; 32];
+        let dk = discovery_key(&key);
+        a.open(key, now()).unwrap();
+        pump(&mut a, &mut b).unwrap();
+        // b knows only the discovery key: it forges an Open with a made-up capability.
+        b.send(
+            1,
+            Message::Open(Open {
+                discovery_key: dk.to_vec(),
+                capability: Some(vec![0u8; 32]),
+            }),
+            now(),
+        );
+        let mut bytes = b.take_outgoing();
+        let err = a.receive(&mut bytes, now()).unwrap_err();
+        assert!(matches!(err, ProtocolError::BadCapability { .. }), "{err}");
+    }
+
+    #[test]
+    fn wrong_capability_before_local_open_is_refused() {
+        let (mut a, mut b) = pair();
+        pump(&mut a, &mut b).unwrap();
+        let key = [6u8; 32];
+        let dk = discovery_key(&key);
+        b.send(
+            1,
+            Message::Open(Open {
+                discovery_key: dk.to_vec(),
+                capability: None,
+            }),
+            now(),
+        );
+        pump(&mut a, &mut b).unwrap();
+        assert!(events(&mut a).contains(&Event::DiscoveryKey { discovery_key: dk }));
+        assert_eq!(
+            a.open(key, now()),
+            None,
+            "no capability: the channel is refused"
+        );
+        pump(&mut a, &mut b).unwrap();
+        assert!(!a.is_open(1));
+    }
+
+    #[test]
+    fn keep_alive_and_timeout() {
+        let t0 = now();
+        let mut a = Protocol::new(
+            true,
+            &StaticKeypair::generate(),
+            ProtocolOptions::default(),
+            t0,
+        )
+        .unwrap();
+        let mut b = Protocol::new(
+            false,
+            &StaticKeypair::generate(),
+            ProtocolOptions::default(),
+            t0,
+        )
+        .unwrap();
+        pump(&mut a, &mut b).unwrap();
+        a.tick(t0 + Duration::from_secs(11)).unwrap();
+        let mut ka = a.take_outgoing();
+        assert_eq!(ka.len(), 1, "one encrypted keep-alive byte");
+        b.receive(&mut ka, t0 + Duration::from_secs(11)).unwrap();
+        assert!(events(&mut b)
+            .iter()
+            .all(|e| matches!(e, Event::Handshake { .. })));
+        let err = a.tick(t0 + Duration::from_secs(40)).unwrap_err();
+        assert!(matches!(err, ProtocolError::Timeout { .. }));
+    }
+
+    #[test]
+    fn garbage_after_handshake_is_an_error_not_a_panic() {
+        let (mut a, mut b) = pair();
+        pump(&mut a, &mut b).unwrap();
+        let mut junk = vec![0xffu8; 64];
+        assert!(b.receive(&mut junk, now()).is_err());
+        let mut more = vec![1u8; 4];
+        assert!(
+            b.receive(&mut more, now()).is_err(),
+            "a failed stream stays failed"
+        );
+    }
+
+    /// The reference session: handshake messages and both Opens, byte for byte, from
+    /// each side; then the reader's Want.
+    #[test]
+    fn session_vector_bytes() {
+        let s = &core_json()["session"];
+        let side = |name: &str, initiator: bool| {
+            let v = &s[name];
+            let kp = StaticKeypair::from_seed(&hex32(&v["static"]["seed"]));
+            let eph: [u8; 32] = hex32(&v["ephemeral"]["secretKey"]);
+            let hs =
+                Handshake::with_fixed_ephemeral(initiator, &kp, nonce24(&v["streamNonce"]), &eph)
+                    .unwrap();
+            Protocol::with_handshake(hs, ProtocolOptions::default(), now())
+        };
+        let mut i = side("initiator", true);
+        let mut r = side("responder", false);
+        let key = hex32(&s["feedKey"]);
+        let wire: Vec<(String, Vec<u8>)> = s["wire"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                (
+                    w["from"].as_str().unwrap().to_string(),
+                    hex_str(&w["bytes"]),
+                )
+            })
+            .collect();
+        // Writer opens at once (queued until the handshake is done).
+        i.open(key, now()).unwrap();
+        let m1 = i.take_outgoing();
+        assert_eq!(m1, wire[0].1);
+        r.receive(&mut m1.clone(), now()).unwrap();
+        let m2 = r.take_outgoing();
+        assert_eq!(m2, wire[1].1);
+        i.receive(&mut m2.clone(), now()).unwrap();
+        let out = i.take_outgoing();
+        // Message 3, then the encrypted Open.
+        assert_eq!(out, [wire[2].1.clone(), wire[3].1.clone()].concat());
+        r.receive(&mut out.clone(), now()).unwrap();
+        assert!(events(&mut r).contains(&Event::DiscoveryKey {
+            discovery_key: discovery_key(&key)
+        }));
+        let cr = r.open(key, now()).unwrap();
+        assert_eq!(r.take_outgoing(), wire[4].1, "responder's encrypted Open");
+        r.send(
+            cr,
+            Message::Want(Want {
+                start: 0,
+                length: Some(1048576),
+            }),
+            now(),
+        );
+        assert_eq!(r.take_outgoing(), wire[5].1, "responder's encrypted Want");
+        let mut w4 = wire[4].1.clone();
+        i.receive(&mut w4, now()).unwrap();
+        assert!(events(&mut i).contains(&Event::Opened { channel: 1, key }));
     }
 }

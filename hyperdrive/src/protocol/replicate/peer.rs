@@ -8,9 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::core::{CoreError, Feed, Node, Proof, RemoteTree};
-use crate::protocol::messages::{
-    Data, DataNode, Have, Message, Request, Status, Unhave, Want,
-};
+use crate::protocol::messages::{Data, DataNode, Have, Message, Request, Status, Unhave, Want};
 use crate::protocol::rle;
 
 use super::ranges::RangeSet;
@@ -217,12 +215,11 @@ impl PeerFeed {
             self.inflight_wants -= 1;
         }
         if let Some(bits) = h.bitfield.as_deref() {
-            let buf = rle::decode(bits, MAX_HAVE_BITFIELD).map_err(|e| {
-                ReplicateError::Malformed {
+            let buf =
+                rle::decode(bits, MAX_HAVE_BITFIELD).map_err(|e| ReplicateError::Malformed {
                     what: "Have bitfield",
                     reason: e.to_string(),
-                }
-            })?;
+                })?;
             let mut i = 0usize;
             let total = buf.len() * 8;
             while i < total {
@@ -255,7 +252,9 @@ impl PeerFeed {
             }
         }
         if self.remote_haves.runs() > MAX_REMOTE_RUNS {
-            return Err(ReplicateError::Flood("Have messages fragment the remote bitfield"));
+            return Err(ReplicateError::Flood(
+                "Have messages fragment the remote bitfield",
+            ));
         }
         let _ = feed;
         Ok(self.remote_length != before_len || self.remote_haves.runs() != before_runs)
@@ -375,12 +374,10 @@ impl PeerFeed {
         };
         let proof = proof_from_wire(&d)?;
         let value = d.value.as_deref();
-        let outcome = feed
-            .verify_and_put(value, &proof)
-            .map_err(|e| match e {
-                CoreError::Io { .. } => ReplicateError::Storage(e),
-                other => ReplicateError::Verify(other),
-            })?;
+        let outcome = feed.verify_and_put(value, &proof).map_err(|e| match e {
+            CoreError::Io { .. } => ReplicateError::Storage(e),
+            other => ReplicateError::Verify(other),
+        })?;
         self.inflight.swap_remove(pos);
         wants.release(d.index);
         if let Some(v) = value {
@@ -501,7 +498,10 @@ impl PeerFeed {
         let mut regions: Vec<u64> = wants.waiting().map(|i| i / WANT_REGION).collect();
         for s in wants.selections() {
             let mut r = s.start / WANT_REGION;
-            let end = s.end.unwrap_or(u64::MAX).min(self.remote_length.max(feed.len()));
+            let end = s
+                .end
+                .unwrap_or(u64::MAX)
+                .min(self.remote_length.max(feed.len()));
             while r * WANT_REGION < end && regions.len() < 64 {
                 regions.push(r);
                 r += 1;
@@ -553,18 +553,30 @@ impl PeerFeed {
 pub fn proof_from_wire(d: &Data) -> Result<Proof, ReplicateError> {
     let mut nodes = Vec::with_capacity(d.nodes.len());
     for n in &d.nodes {
-        let hash: [u8; 32] = n.hash.as_slice().try_into().map_err(|_| ReplicateError::Malformed {
-            what: "Data node",
-            reason: format!("hash of node {} has {} bytes, not 32", n.index, n.hash.len()),
-        })?;
+        let hash: [u8; 32] =
+            n.hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| ReplicateError::Malformed {
+                    what: "Data node",
+                    reason: format!(
+                        "hash of node {} has {} bytes, not 32",
+                        n.index,
+                        n.hash.len()
+                    ),
+                })?;
         nodes.push(Node::new(n.index, hash, n.size));
     }
     let signature = match &d.signature {
         None => None,
-        Some(s) => Some(s.as_slice().try_into().map_err(|_| ReplicateError::Malformed {
-            what: "Data signature",
-            reason: format!("{} bytes, not 64", s.len()),
-        })?),
+        Some(s) => Some(
+            s.as_slice()
+                .try_into()
+                .map_err(|_| ReplicateError::Malformed {
+                    what: "Data signature",
+                    reason: format!("{} bytes, not 64", s.len()),
+                })?,
+        ),
     };
     Ok(Proof {
         index: d.index,

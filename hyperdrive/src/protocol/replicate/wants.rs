@@ -80,10 +80,6 @@ impl Wants {
         &self.selections
     }
 
-    pub(crate) fn selections_mut(&mut self) -> &mut [Selection] {
-        &mut self.selections
-    }
-
     /// Whether the bounded selection `id` is complete in `feed` (never for open ranges).
     pub fn is_done(&self, id: u64, feed: &Feed) -> bool {
         match self.selections.iter().find(|s| s.id == id) {

@@ -1,0 +1,246 @@
+//! Replication between two feeds over an in-memory duplex pipe, through the real
+//! driver and protocol: sparse reads, full download, live appends, wrong keys and
+//! peers that go away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyperdrive::core::{Feed, KeyPair};
+use hyperdrive::protocol::driver::{replicate, ConnectionStats, FeedSet, ReplicateOptions};
+use hyperdrive::protocol::replicate::{FetchError, SharedFeed};
+use tokio::sync::Notify;
+
+fn block(i: u64) -> Vec<u8> {
+    (0..1024u64)
+        .map(|j| ((i * 31 + j * 7) % 256) as u8)
+        .collect()
+}
+
+fn writer(n: u64) -> (KeyPair, Arc<SharedFeed>) {
+    let kp = KeyPair::generate();
+    let mut f = Feed::in_memory(kp.clone());
+    let blocks: Vec<Vec<u8>> = (0..n).map(block).collect();
+    for chunk in blocks.chunks(10) {
+        f.append_batch(chunk).unwrap();
+    }
+    (kp, SharedFeed::new(f))
+}
+
+fn reader(kp: &KeyPair) -> Arc<SharedFeed> {
+    let ro = KeyPair::from_public(&kp.public_bytes()).unwrap();
+    SharedFeed::new(Feed::in_memory(ro))
+}
+
+struct Link {
+    stats: [Arc<ConnectionStats>; 2],
+    shutdown: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), hyperdrive::protocol::driver::DriverError>>>,
+}
+
+fn connect(a: Vec<Arc<SharedFeed>>, b: Vec<Arc<SharedFeed>>, opts: ReplicateOptions) -> Link {
+    let (x, y) = tokio::io::duplex(1 << 20);
+    let shutdown = Arc::new(Notify::new());
+    let stats = [
+        Arc::new(ConnectionStats::default()),
+        Arc::new(ConnectionStats::default()),
+    ];
+    let t1 = tokio::spawn(replicate(
+        x,
+        true,
+        FeedSet::new(a),
+        opts.clone(),
+        stats[0].clone(),
+        shutdown.clone(),
+    ));
+    let t2 = tokio::spawn(replicate(
+        y,
+        false,
+        FeedSet::new(b),
+        opts,
+        stats[1].clone(),
+        shutdown.clone(),
+    ));
+    Link {
+        stats,
+        shutdown,
+        tasks: vec![t1, t2],
+    }
+}
+
+fn held(f: &SharedFeed) -> u64 {
+    let st = f.lock();
+    st.feed.bitfield().count_data(0, st.feed.len().max(1))
+}
+
+const T: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn sparse_read_moves_only_what_is_asked() {
+    let (kp, w) = writer(1000);
+    let r = reader(&kp);
+    let link = connect(
+        vec![w.clone()],
+        vec![r.clone()],
+        ReplicateOptions::default(),
+    );
+    assert_eq!(r.get(500, T).await.unwrap(), block(500));
+    assert_eq!(r.len(), 1000, "the proof carried the signed length");
+    assert_eq!(r.get(3, T).await.unwrap(), block(3));
+    assert_eq!(r.get(999, T).await.unwrap(), block(999));
+    assert_eq!(held(&r), 3, "only the three blocks read were fetched");
+    let blocks_out = link.stats[0]
+        .blocks_out
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(blocks_out, 3);
+    link.shutdown.notify_waiters();
+}
+
+#[tokio::test]
+async fn full_download_then_live_appends() {
+    let (kp, w) = writer(1000);
+    let r = reader(&kp);
+    let _link = connect(
+        vec![w.clone()],
+        vec![r.clone()],
+        ReplicateOptions::default(),
+    );
+    let id = r.download(0, None);
+    let _ = id;
+    assert_eq!(r.wait_for_length(1000, T).await, 1000);
+    let done = r.download(0, Some(1000));
+    assert!(r.downloaded(done, T).await, "every block arrives");
+    {
+        let mut st = r.lock();
+        for i in 0..1000 {
+            assert_eq!(st.feed.get(i).unwrap(), block(i));
+        }
+    }
+    // Live: a new append reaches the reader within a second.
+    w.append(b"hello live").unwrap();
+    assert_eq!(r.wait_for_length(1001, Duration::from_secs(1)).await, 1001);
+    assert_eq!(
+        r.get(1000, Duration::from_secs(1)).await.unwrap(),
+        b"hello live"
+    );
+}
+
+#[tokio::test]
+async fn sparse_reader_tracks_new_lengths() {
+    let (kp, w) = writer(10);
+    let r = reader(&kp);
+    r.set_track_length(true);
+    let _link = connect(
+        vec![w.clone()],
+        vec![r.clone()],
+        ReplicateOptions::default(),
+    );
+    assert_eq!(r.wait_for_length(10, T).await, 10);
+    w.append_batch(&[b"a".to_vec(), b"b".to_vec()]).unwrap();
+    assert_eq!(r.wait_for_length(12, Duration::from_secs(1)).await, 12);
+    assert!(held(&r) <= 2, "only the newest blocks were fetched");
+}
+
+#[tokio::test]
+async fn reader_with_the_wrong_key_learns_nothing() {
+    let (_kp, w) = writer(10);
+    let other = KeyPair::generate();
+    let r = reader(&other);
+    let _link = connect(
+        vec![w.clone()],
+        vec![r.clone()],
+        ReplicateOptions::default(),
+    );
+    let err = r.get(0, Duration::from_millis(500)).await.unwrap_err();
+    assert!(matches!(err, FetchError::Timeout { .. }), "{err}");
+    assert_eq!(r.len(), 0);
+}
+
+#[tokio::test]
+async fn several_feeds_on_one_connection() {
+    let (ka, wa) = writer(50);
+    let (kb, wb) = writer(70);
+    let ra = reader(&ka);
+    let rb = reader(&kb);
+    let _link = connect(
+        vec![wa, wb],
+        vec![ra.clone(), rb.clone()],
+        ReplicateOptions::default(),
+    );
+    assert_eq!(ra.get(49, T).await.unwrap(), block(49));
+    assert_eq!(rb.get(69, T).await.unwrap(), block(69));
+}
+
+#[tokio::test]
+async fn a_feed_opened_later_joins_the_live_connection() {
+    let (ka, wa) = writer(5);
+    let (kb, wb) = writer(6);
+    let ra = reader(&ka);
+    let rb = reader(&kb);
+    let set_w = FeedSet::new(vec![wa]);
+    let set_r = FeedSet::new(vec![ra.clone()]);
+    let (x, y) = tokio::io::duplex(1 << 20);
+    let sd = Arc::new(Notify::new());
+    let o = ReplicateOptions::default();
+    tokio::spawn(replicate(
+        x,
+        true,
+        set_w.clone(),
+        o.clone(),
+        Default::default(),
+        sd.clone(),
+    ));
+    tokio::spawn(replicate(
+        y,
+        false,
+        set_r.clone(),
+        o,
+        Default::default(),
+        sd.clone(),
+    ));
+    assert_eq!(ra.get(4, T).await.unwrap(), block(4));
+    set_w.add(wb);
+    set_r.add(rb.clone());
+    assert_eq!(rb.get(5, T).await.unwrap(), block(5));
+}
+
+#[tokio::test]
+async fn a_peer_that_leaves_does_not_hang_the_reader() {
+    let (kp, w) = writer(100);
+    let r = reader(&kp);
+    let link = connect(vec![w], vec![r.clone()], ReplicateOptions::default());
+    assert_eq!(r.get(1, T).await.unwrap(), block(1));
+    link.shutdown.notify_waiters();
+    for t in link.tasks {
+        let _ = tokio::time::timeout(T, t)
+            .await
+            .expect("connection tasks end");
+    }
+    let err = r.get(50, Duration::from_millis(300)).await.unwrap_err();
+    assert!(matches!(err, FetchError::Timeout { .. }));
+}
+
+#[tokio::test]
+async fn a_second_peer_serves_after_the_first_leaves() {
+    let (kp, w) = writer(200);
+    // A full mirror to act as the second seeder.
+    let mirror = reader(&kp);
+    let l1 = connect(
+        vec![w.clone()],
+        vec![mirror.clone()],
+        ReplicateOptions::default(),
+    );
+    let id = mirror.download(0, Some(200));
+    assert!(mirror.downloaded(id, T).await);
+    l1.shutdown.notify_waiters();
+
+    let r = reader(&kp);
+    let first = connect(
+        vec![w.clone()],
+        vec![r.clone()],
+        ReplicateOptions::default(),
+    );
+    assert_eq!(r.get(0, T).await.unwrap(), block(0));
+    first.shutdown.notify_waiters();
+    let _second = connect(vec![mirror], vec![r.clone()], ReplicateOptions::default());
+    assert_eq!(r.get(150, T).await.unwrap(), block(150));
+}
