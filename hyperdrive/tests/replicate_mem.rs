@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyperdrive::core::{Feed, KeyPair};
-use hyperdrive::protocol::driver::{replicate, ConnectionStats, FeedSet, ReplicateOptions};
+use hyperdrive::protocol::driver::{
+    replicate, shutdown_channel, ConnectionStats, FeedSet, ReplicateOptions,
+};
 use hyperdrive::protocol::replicate::{FetchError, SharedFeed};
-use tokio::sync::Notify;
 
 fn block(i: u64) -> Vec<u8> {
     (0..1024u64)
@@ -33,13 +34,13 @@ fn reader(kp: &KeyPair) -> Arc<SharedFeed> {
 
 struct Link {
     stats: [Arc<ConnectionStats>; 2],
-    shutdown: Arc<Notify>,
+    shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<Result<(), hyperdrive::protocol::driver::DriverError>>>,
 }
 
 fn connect(a: Vec<Arc<SharedFeed>>, b: Vec<Arc<SharedFeed>>, opts: ReplicateOptions) -> Link {
     let (x, y) = tokio::io::duplex(1 << 20);
-    let shutdown = Arc::new(Notify::new());
+    let (shutdown, stop) = shutdown_channel();
     let stats = [
         Arc::new(ConnectionStats::default()),
         Arc::new(ConnectionStats::default()),
@@ -50,7 +51,7 @@ fn connect(a: Vec<Arc<SharedFeed>>, b: Vec<Arc<SharedFeed>>, opts: ReplicateOpti
         FeedSet::new(a),
         opts.clone(),
         stats[0].clone(),
-        shutdown.clone(),
+        stop.clone(),
     ));
     let t2 = tokio::spawn(replicate(
         y,
@@ -58,7 +59,7 @@ fn connect(a: Vec<Arc<SharedFeed>>, b: Vec<Arc<SharedFeed>>, opts: ReplicateOpti
         FeedSet::new(b),
         opts,
         stats[1].clone(),
-        shutdown.clone(),
+        stop,
     ));
     Link {
         stats,
@@ -92,7 +93,7 @@ async fn sparse_read_moves_only_what_is_asked() {
         .blocks_out
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(blocks_out, 3);
-    link.shutdown.notify_waiters();
+    let _ = link.shutdown.send(true);
 }
 
 #[tokio::test]
@@ -179,7 +180,7 @@ async fn a_feed_opened_later_joins_the_live_connection() {
     let set_w = FeedSet::new(vec![wa]);
     let set_r = FeedSet::new(vec![ra.clone()]);
     let (x, y) = tokio::io::duplex(1 << 20);
-    let sd = Arc::new(Notify::new());
+    let (_sd, stop) = shutdown_channel();
     let o = ReplicateOptions::default();
     tokio::spawn(replicate(
         x,
@@ -187,7 +188,7 @@ async fn a_feed_opened_later_joins_the_live_connection() {
         set_w.clone(),
         o.clone(),
         Default::default(),
-        sd.clone(),
+        stop.clone(),
     ));
     tokio::spawn(replicate(
         y,
@@ -195,7 +196,7 @@ async fn a_feed_opened_later_joins_the_live_connection() {
         set_r.clone(),
         o,
         Default::default(),
-        sd.clone(),
+        stop.clone(),
     ));
     assert_eq!(ra.get(4, T).await.unwrap(), block(4));
     set_w.add(wb);
@@ -209,7 +210,7 @@ async fn a_peer_that_leaves_does_not_hang_the_reader() {
     let r = reader(&kp);
     let link = connect(vec![w], vec![r.clone()], ReplicateOptions::default());
     assert_eq!(r.get(1, T).await.unwrap(), block(1));
-    link.shutdown.notify_waiters();
+    let _ = link.shutdown.send(true);
     for t in link.tasks {
         let _ = tokio::time::timeout(T, t)
             .await
@@ -231,7 +232,7 @@ async fn a_second_peer_serves_after_the_first_leaves() {
     );
     let id = mirror.download(0, Some(200));
     assert!(mirror.downloaded(id, T).await);
-    l1.shutdown.notify_waiters();
+    let _ = l1.shutdown.send(true);
 
     let r = reader(&kp);
     let first = connect(
@@ -240,7 +241,7 @@ async fn a_second_peer_serves_after_the_first_leaves() {
         ReplicateOptions::default(),
     );
     assert_eq!(r.get(0, T).await.unwrap(), block(0));
-    first.shutdown.notify_waiters();
+    let _ = first.shutdown.send(true);
     let _second = connect(vec![mirror], vec![r.clone()], ReplicateOptions::default());
     assert_eq!(r.get(150, T).await.unwrap(), block(150));
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 
 use super::handshake::StaticKeypair;
 use super::messages::{Have, Message};
@@ -100,6 +100,8 @@ impl Default for ReplicateOptions {
 /// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
+    #[error("connection failed: {0}")]
+    Io(#[from] std::io::Error),
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
     #[error("feed {feed}: {source}")]
@@ -127,15 +129,20 @@ struct Replica {
     last_stats: PeerStats,
 }
 
+/// Ends connections: every connection holding a receiver stops when `true` is sent.
+pub fn shutdown_channel() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    watch::channel(false)
+}
+
 /// Run replication over `io` until the remote closes, an error occurs, or
-/// `shutdown` is notified. Returns Ok on a clean end.
+/// `shutdown` turns true. Returns Ok on a clean end.
 pub async fn replicate<S>(
     io: S,
     initiator: bool,
     source: Arc<dyn FeedSource>,
     opts: ReplicateOptions,
     stats: Arc<ConnectionStats>,
-    shutdown: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), DriverError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -232,7 +239,7 @@ where
                     break Err(e);
                 }
             }
-            _ = shutdown.notified() => break Ok(()),
+            _ = shutdown.wait_for(|stop| *stop) => break Ok(()),
         }
     };
 

@@ -8,6 +8,7 @@ pub mod driver;
 pub mod frame;
 pub mod handshake;
 pub mod messages;
+pub mod net;
 pub mod replicate;
 pub mod rle;
 pub mod stream;
