@@ -32,6 +32,9 @@ pub trait RandomAccess: Send {
     /// Write all of `data` at `offset`, growing the file (with zeros) as needed.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
     fn len(&self) -> io::Result<u64>;
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// Make every write so far durable.
     fn sync(&mut self) -> io::Result<()>;
@@ -418,7 +421,7 @@ impl Storage {
             self.write(kind, 0, &h)?;
         }
         let len = self.file_len(FileKind::Bitfield)?;
-        if (len - HEADER_SIZE) % PAGE_SIZE as u64 != 0 {
+        if !(len - HEADER_SIZE).is_multiple_of(PAGE_SIZE as u64) {
             // Node and we only ever write whole pages: a torn tail is damage.
             return Err(self.corrupt(
                 FileKind::Bitfield,
