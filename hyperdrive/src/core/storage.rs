@@ -24,6 +24,9 @@ pub const NODE_SIZE: u64 = 40;
 /// Bytes per `signatures` slot.
 pub const SIGNATURE_SIZE: u64 = 64;
 
+/// How often `open_dir` retries a busy lock (5 ms apart) before `CoreError::Locked`.
+const LOCK_RETRIES: u32 = 10;
+
 /// A random-access file: what random-access-file / random-access-memory give Node.
 pub trait RandomAccess: Send {
     /// Read into `buf` from `offset`; returns how many bytes were read, which is less
@@ -304,10 +307,19 @@ impl Storage {
         let bitfield_path = dir.join(FileKind::Bitfield.name());
         let mut bitfield =
             DiskFile::open(bitfield_path.clone(), true).map_err(|e| CoreError::io(&dir, e))?;
-        match bitfield.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(CoreError::Locked { path: dir }),
-            Err(TryLockError::Error(e)) => return Err(CoreError::io(bitfield_path, e)),
+        // A lock can be held for a moment by a child this process forks (the fd lives
+        // until the child's exec closes it), so retry briefly before reporting Locked.
+        let mut attempts = 0;
+        loop {
+            match bitfield.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if attempts < LOCK_RETRIES => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(TryLockError::WouldBlock) => return Err(CoreError::Locked { path: dir }),
+                Err(TryLockError::Error(e)) => return Err(CoreError::io(bitfield_path, e)),
+            }
         }
         let files = [
             open(FileKind::Key, false)?,
