@@ -38,6 +38,10 @@ pub enum CoreError {
     BadProof { index: u64, reason: String },
     #[error("missing tree roots needed to verify block {index}")]
     MissingRoots { index: u64 },
+    #[error("no hypercore is stored in {path}")]
+    NoFeed { path: PathBuf },
+    #[error("no signature is stored for length {length}")]
+    SignatureMissing { length: u64 },
 }
 
 impl CoreError {
