@@ -24,6 +24,9 @@ pub const NODE_SIZE: u64 = 40;
 /// Bytes per `signatures` slot.
 pub const SIGNATURE_SIZE: u64 = 64;
 
+/// How often `open_dir` retries a busy lock (5 ms apart) before `CoreError::Locked`.
+const LOCK_RETRIES: u32 = 10;
+
 /// A random-access file: what random-access-file / random-access-memory give Node.
 pub trait RandomAccess: Send {
     /// Read into `buf` from `offset`; returns how many bytes were read, which is less
@@ -32,6 +35,9 @@ pub trait RandomAccess: Send {
     /// Write all of `data` at `offset`, growing the file (with zeros) as needed.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
     fn len(&self) -> io::Result<u64>;
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// Make every write so far durable.
     fn sync(&mut self) -> io::Result<()>;
@@ -301,10 +307,19 @@ impl Storage {
         let bitfield_path = dir.join(FileKind::Bitfield.name());
         let mut bitfield =
             DiskFile::open(bitfield_path.clone(), true).map_err(|e| CoreError::io(&dir, e))?;
-        match bitfield.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(CoreError::Locked { path: dir }),
-            Err(TryLockError::Error(e)) => return Err(CoreError::io(bitfield_path, e)),
+        // A lock can be held for a moment by a child this process forks (the fd lives
+        // until the child's exec closes it), so retry briefly before reporting Locked.
+        let mut attempts = 0;
+        loop {
+            match bitfield.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if attempts < LOCK_RETRIES => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(TryLockError::WouldBlock) => return Err(CoreError::Locked { path: dir }),
+                Err(TryLockError::Error(e)) => return Err(CoreError::io(bitfield_path, e)),
+            }
         }
         let files = [
             open(FileKind::Key, false)?,
@@ -418,7 +433,7 @@ impl Storage {
             self.write(kind, 0, &h)?;
         }
         let len = self.file_len(FileKind::Bitfield)?;
-        if (len - HEADER_SIZE) % PAGE_SIZE as u64 != 0 {
+        if !(len - HEADER_SIZE).is_multiple_of(PAGE_SIZE as u64) {
             // Node and we only ever write whole pages: a torn tail is damage.
             return Err(self.corrupt(
                 FileKind::Bitfield,
