@@ -4,8 +4,14 @@
 
 pub mod capability;
 pub mod cipher;
+pub mod frame;
 pub mod handshake;
 pub mod messages;
+pub mod rle;
+pub mod varint;
+pub mod messages;
+pub mod rle;
+pub mod varint;
 
 pub use messages::Message;
 
