@@ -10,7 +10,7 @@
 //     byteLength, port?} once serving; then, with --append-every, appends one block
 //     every MS ms (N times) and prints {"appended": length} each time. Runs until
 //     SIGTERM.
-//   clone --key HEX [--dir DIR] (--listen PORT | --connect H:P) [--blocks i,j,..]
+//   clone --key HEX[,HEX...] [--dir DIR] (--listen PORT | --connect H:P) [--blocks i,j,..]
 //         [--all] [--wait-length N] [--timeout S] [--wrong-key]
 //     Replicates sparsely: fetches exactly the listed blocks (negative = from the
 //     end), or everything with --all, after waiting for length >= N. Prints one JSON
@@ -112,28 +112,60 @@ async function clone () {
   const started = Date.now()
   const timeout = Number(OPTS.timeout || 60)
   setTimeout(() => die('timeout after ' + timeout + ' s', 2), timeout * 1000).unref()
-  let key = Buffer.from(String(OPTS.key), 'hex')
-  if (OPTS.wrongKey) { key = Buffer.from(key); key[0] ^= 1 }
-  const feed = openFeed(OPTS.dir, key, { sparse: true })
-  await p(cb => feed.ready(cb))
-  connectOrListen(feed, port => {
-    if (port !== undefined) process.stdout.write(JSON.stringify({ listening: port }) + '\n')
+  // Several comma-separated keys replicate over one stream, as corestore does it.
+  const keys = String(OPTS.key).split(',').map(k => {
+    const key = Buffer.from(k, 'hex')
+    if (OPTS.wrongKey) key[0] ^= 1
+    return key
   })
-  const want = Number(OPTS.waitLength || 1)
-  while (feed.length < want) await p(cb => feed.update({ minLength: want, ifAvailable: false }, cb)).catch(() => {})
-  let indices = []
-  if (OPTS.all) {
-    await p(cb => feed.download({ start: 0, end: feed.length }, cb))
-    for (let i = 0; i < feed.length; i++) indices.push(i)
-  } else if (OPTS.blocks) {
-    indices = String(OPTS.blocks).split(',').map(Number).map(i => i < 0 ? feed.length + i : i)
+  const Corestore = require('corestore')
+  const raf = require('random-access-file')
+  const store = OPTS.dir
+    ? new Corestore(name => raf(path.join(OPTS.dir, name)))
+    : new Corestore(require('random-access-memory'))
+  await p(cb => store.ready(cb))
+  const feeds = keys.map(key => store.get({ key, sparse: true }))
+  for (const feed of feeds) await p(cb => feed.ready(cb))
+  const attach = (socket, initiator) => {
+    const stream = store.replicate(initiator, { live: true })
+    socket.on('error', () => {})
+    stream.on('error', err => process.stderr.write('core-peer: stream: ' + err.message + '\n'))
+    socket.pipe(stream).pipe(socket)
   }
-  const blocks = []
-  for (const i of indices) blocks.push({ index: i, sha256: sha(await p(cb => feed.get(i, cb))) })
-  let held = 0
-  for (let i = 0; i < feed.length; i++) if (feed.has(i)) held++
-  process.stdout.write(JSON.stringify({ key: feed.key.toString('hex'), length: feed.length, byteLength: feed.byteLength, blocks, held, elapsedMs: Date.now() - started }) + '\n')
-  process.exit(0)
+  if (OPTS.listen !== undefined) {
+    const server = net.createServer(socket => attach(socket, false))
+    server.listen(Number(OPTS.listen), '127.0.0.1', () => process.stdout.write(JSON.stringify({ listening: server.address().port }) + '\n'))
+  } else {
+    const [host, port] = String(OPTS.connect).split(':')
+    if (!LOOP.test(host)) die('refusing non-loopback host ' + host)
+    const dial = () => {
+      const socket = net.connect(Number(port), host)
+      socket.on('error', () => setTimeout(dial, 300))
+      socket.on('connect', () => attach(socket, true))
+    }
+    dial()
+  }
+  const want = Number(OPTS.waitLength || 1)
+  const results = []
+  for (const feed of feeds) {
+    while (feed.length < want) await p(cb => feed.update({ minLength: want, ifAvailable: false }, cb)).catch(() => {})
+    let indices = []
+    if (OPTS.all) {
+      await p(cb => feed.download({ start: 0, end: feed.length }, cb))
+      for (let i = 0; i < feed.length; i++) indices.push(i)
+    } else if (OPTS.blocks) {
+      indices = String(OPTS.blocks).split(',').map(Number).map(i => i < 0 ? feed.length + i : i)
+    }
+    const blocks = []
+    for (const i of indices) blocks.push({ index: i, sha256: sha(await p(cb => feed.get(i, cb))) })
+    let held = 0
+    for (let i = 0; i < feed.length; i++) if (feed.has(i)) held++
+    results.push({ key: feed.key.toString('hex'), length: feed.length, byteLength: feed.byteLength, blocks, held })
+  }
+  const out = results.length === 1 ? results[0] : { feeds: results }
+  out.elapsedMs = Date.now() - started
+  // Exit only once stdout is flushed: a pipe takes large writes asynchronously.
+  process.stdout.write(JSON.stringify(out) + '\n', () => process.exit(0))
 }
 
 const cmd = OPTS._[0]
