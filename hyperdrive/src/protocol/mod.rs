@@ -4,17 +4,9 @@
 
 pub mod capability;
 pub mod cipher;
-pub mod capability;
-pub mod cipher;
 pub mod driver;
 pub mod frame;
 pub mod handshake;
-pub mod messages;
-pub mod net;
-pub mod replicate;
-pub mod rle;
-pub mod stream;
-pub mod varint;
 pub mod messages;
 pub mod net;
 pub mod replicate;
