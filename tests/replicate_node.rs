@@ -40,13 +40,22 @@ async fn dial(
     addr: SocketAddr,
     feeds: Vec<Arc<SharedFeed>>,
 ) -> (Arc<ConnectionStats>, tokio::sync::watch::Sender<bool>) {
-    let socket = connect_with_retry(addr, T).await.expect("node peer listens");
+    let socket = connect_with_retry(addr, T)
+        .await
+        .expect("node peer listens");
     let stats = Arc::new(ConnectionStats::default());
     let (stop_tx, stop) = shutdown_channel();
     let s = stats.clone();
     tokio::spawn(async move {
-        let _ = replicate(socket, true, FeedSet::new(feeds), ReplicateOptions::default(), s, stop)
-            .await;
+        let _ = replicate(
+            socket,
+            true,
+            FeedSet::new(feeds),
+            ReplicateOptions::default(),
+            s,
+            stop,
+        )
+        .await;
     });
     (stats, stop_tx)
 }
@@ -69,8 +78,17 @@ async fn node_writer_rust_reader_sparse_then_full() {
     let mut seed = spawn_node(
         &js_script("core-peer.js"),
         &[
-            "serve", "--dir", node_dir.to_str().unwrap(), "--create", "10000", "--batch", "64",
-            "--size", "1024", "--listen", "0",
+            "serve",
+            "--dir",
+            node_dir.to_str().unwrap(),
+            "--create",
+            "10000",
+            "--batch",
+            "64",
+            "--size",
+            "1024",
+            "--listen",
+            "0",
         ],
     );
     let info = seed.next_json(Duration::from_secs(120));
@@ -80,20 +98,31 @@ async fn node_writer_rust_reader_sparse_then_full() {
     let r = reader_at(&tmp.path().join("rust"), &key);
     let (stats, _stop) = dial(port_of(&info), vec![r.clone()]).await;
     for i in [5u64, 4999, 9999] {
-        assert_eq!(r.get(i, T).await.unwrap(), block_content(i, Some(1024), &[]), "block {i}");
+        assert_eq!(
+            r.get(i, T).await.unwrap(),
+            block_content(i, Some(1024), &[]),
+            "block {i}"
+        );
     }
     assert_eq!(r.len(), 10000);
     assert_eq!(held(&r), 3, "a sparse read moves only the blocks asked for");
     assert_eq!(stats.blocks_in.load(Ordering::Relaxed), 3);
     let bytes_in = stats.bytes_in.load(Ordering::Relaxed);
-    assert!(bytes_in < 16 * 1024, "only blocks, proofs and control traffic moved: {bytes_in} B");
+    assert!(
+        bytes_in < 16 * 1024,
+        "only blocks, proofs and control traffic moved: {bytes_in} B"
+    );
 
     let id = r.download(0, Some(10000));
     assert!(r.downloaded(id, T).await, "full download completes");
     {
         let mut st = r.lock();
         for i in 0..10000 {
-            assert_eq!(st.feed.get(i).unwrap(), block_content(i, Some(1024), &[]), "block {i}");
+            assert_eq!(
+                st.feed.get(i).unwrap(),
+                block_content(i, Some(1024), &[]),
+                "block {i}"
+            );
         }
         st.feed.sync().unwrap();
     }
@@ -107,7 +136,9 @@ async fn node_writer_rust_reader_sparse_then_full() {
     )
     .await;
     assert_eq!(json_u64(&read, "length"), 10000);
-    let expected: Vec<Vec<u8>> = (0..10000).map(|i| block_content(i, Some(1024), &[])).collect();
+    let expected: Vec<Vec<u8>> = (0..10000)
+        .map(|i| block_content(i, Some(1024), &[]))
+        .collect();
     assert_eq!(
         json_str(&read, "digest"),
         blocks_digest(expected.iter().map(|b| b.as_slice()))
@@ -151,7 +182,11 @@ async fn rust_writer_node_reader_full() {
     let got = out["blocks"].as_array().unwrap();
     assert_eq!(got.len(), 2001);
     for (i, b) in got.iter().enumerate() {
-        let want = if i == 2000 { b"single".to_vec() } else { blocks[i].clone() };
+        let want = if i == 2000 {
+            b"single".to_vec()
+        } else {
+            blocks[i].clone()
+        };
         assert_eq!(json_str(b, "sha256"), sha256_hex(&want), "block {i}");
     }
 }
@@ -162,8 +197,19 @@ async fn live_node_appends_reach_rust_within_a_second() {
     let mut seed = spawn_node(
         &js_script("core-peer.js"),
         &[
-            "serve", "--dir", tmp.path().join("node").to_str().unwrap(), "--create", "5",
-            "--size", "100", "--listen", "0", "--append-every", "700", "--append-count", "3",
+            "serve",
+            "--dir",
+            tmp.path().join("node").to_str().unwrap(),
+            "--create",
+            "5",
+            "--size",
+            "100",
+            "--listen",
+            "0",
+            "--append-every",
+            "700",
+            "--append-count",
+            "3",
         ],
     );
     let info = seed.next_json(T);
@@ -189,7 +235,8 @@ async fn live_node_appends_reach_rust_within_a_second() {
 async fn live_rust_appends_reach_node() {
     let tmp = tempfile::tempdir().unwrap();
     let mut feed = Feed::create(tmp.path().join("rust")).unwrap();
-    feed.append_batch(&[b"one".to_vec(), b"two".to_vec()]).unwrap();
+    feed.append_batch(&[b"one".to_vec(), b"two".to_vec()])
+        .unwrap();
     let key = hex::encode(feed.key());
     let w = SharedFeed::new(feed);
     let listener = Listener::bind(
@@ -226,7 +273,11 @@ async fn live_rust_appends_reach_node() {
     w.append(b"three").unwrap();
     w.append(b"four").unwrap();
     let out = node.await.unwrap();
-    assert!(t.elapsed() < Duration::from_secs(2), "live append seen in {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "live append seen in {:?}",
+        t.elapsed()
+    );
     assert_eq!(json_u64(&out, "length"), 4);
     let got = out["blocks"].as_array().unwrap();
     assert_eq!(json_str(&got[0], "sha256"), sha256_hex(b"four"));
@@ -239,9 +290,14 @@ async fn two_feeds_on_one_connection_both_ways() {
     // Rust -> Node: Node's corestore asks for both feeds on one stream.
     let mut a = Feed::create(tmp.path().join("a")).unwrap();
     let mut b = Feed::create(tmp.path().join("b")).unwrap();
-    a.append_batch(&[b"meta-0".to_vec(), b"meta-1".to_vec()]).unwrap();
-    b.append_batch(&[b"content-0".to_vec(), b"content-1".to_vec(), b"content-2".to_vec()])
+    a.append_batch(&[b"meta-0".to_vec(), b"meta-1".to_vec()])
         .unwrap();
+    b.append_batch(&[
+        b"content-0".to_vec(),
+        b"content-1".to_vec(),
+        b"content-2".to_vec(),
+    ])
+    .unwrap();
     let keys = format!("{},{}", hex::encode(a.key()), hex::encode(b.key()));
     let listener = Listener::bind(
         "127.0.0.1:0".parse().unwrap(),
@@ -282,9 +338,15 @@ async fn two_feeds_on_one_connection_both_ways() {
     let mut seed = spawn_node(
         &swarm_peer(),
         &[
-            "seed", "--no-dht", "--listen", "0", "--storage",
-            tmp.path().join("node-store").to_str().unwrap(), "--import",
-            fixtures.to_str().unwrap(), "--quiet",
+            "seed",
+            "--no-dht",
+            "--listen",
+            "0",
+            "--storage",
+            tmp.path().join("node-store").to_str().unwrap(),
+            "--import",
+            fixtures.to_str().unwrap(),
+            "--quiet",
         ],
     );
     let info = seed.next_json(T);
@@ -302,7 +364,9 @@ async fn two_feeds_on_one_connection_both_ways() {
     assert_eq!(meta.wait_for_length(version, T).await, version);
     let deadline = Instant::now() + T;
     while content.byte_len() < json_u64(&info, "bytes") && Instant::now() < deadline {
-        content.wait_for_length(content.len() + 1, Duration::from_millis(200)).await;
+        content
+            .wait_for_length(content.len() + 1, Duration::from_millis(200))
+            .await;
     }
     let len = content.len();
     let id = content.download(0, Some(len));
@@ -329,13 +393,19 @@ async fn wrong_keys_learn_nothing_either_way() {
     let mut seed = spawn_node(
         &js_script("core-peer.js"),
         &[
-            "serve", "--dir", tmp.path().join("node").to_str().unwrap(), "--create", "3",
-            "--listen", "0",
+            "serve",
+            "--dir",
+            tmp.path().join("node").to_str().unwrap(),
+            "--create",
+            "3",
+            "--listen",
+            "0",
         ],
     );
     let info = seed.next_json(T);
-    let mut wrong = key_of(&info);
-    wrong[0] ^= 1;
+    // A valid key of some other feed (flipping a bit may not give a curve point).
+    let wrong = KeyPair::generate().public_bytes();
+    assert_ne!(wrong, key_of(&info));
     let r = reader_at(&tmp.path().join("rust"), &wrong);
     let (stats, _stop) = dial(port_of(&info), vec![r.clone()]).await;
     let err = r.get(0, Duration::from_secs(2)).await.unwrap_err();
@@ -359,8 +429,16 @@ async fn wrong_keys_learn_nothing_either_way() {
         run_node(
             &js_script("core-peer.js"),
             &[
-                "clone", "--key", &key, "--wrong-key", "--connect", &addr, "--blocks", "0",
-                "--timeout", "3",
+                "clone",
+                "--key",
+                &key,
+                "--wrong-key",
+                "--connect",
+                &addr,
+                "--blocks",
+                "0",
+                "--timeout",
+                "3",
             ],
             T,
         )
@@ -377,8 +455,17 @@ async fn a_node_peer_that_dies_mid_transfer_does_not_hang_rust() {
     let mut seed = spawn_node(
         &js_script("core-peer.js"),
         &[
-            "serve", "--dir", tmp.path().join("node").to_str().unwrap(), "--create", "4000",
-            "--batch", "16", "--size", "65536", "--listen", "0",
+            "serve",
+            "--dir",
+            tmp.path().join("node").to_str().unwrap(),
+            "--create",
+            "4000",
+            "--batch",
+            "16",
+            "--size",
+            "65536",
+            "--listen",
+            "0",
         ],
     );
     let info = seed.next_json(Duration::from_secs(120));
@@ -409,7 +496,10 @@ async fn a_node_peer_that_dies_mid_transfer_does_not_hang_rust() {
         .expect("the connection task ends after the peer dies");
     assert!(t.elapsed() < Duration::from_secs(10));
     let missing = (0..4000).find(|&i| !r.has(i)).unwrap();
-    let err = r.get(missing, Duration::from_millis(300)).await.unwrap_err();
+    let err = r
+        .get(missing, Duration::from_millis(300))
+        .await
+        .unwrap_err();
     assert!(matches!(err, FetchError::Timeout { .. }));
     // What did arrive is intact.
     let mut st = r.lock();

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::core::{CoreError, Feed, Node, Proof, RemoteTree};
-use crate::protocol::messages::{Data, DataNode, Have, Message, Request, Status, Unhave, Want};
+use crate::core::{CoreError, Feed, Proof, RemoteTree};
+use crate::protocol::messages::{Data, Have, Message, Request, Status, Unhave, Want};
 use crate::protocol::rle;
 
 use super::ranges::RangeSet;
@@ -224,7 +224,7 @@ impl PeerFeed {
             let total = buf.len() * 8;
             while i < total {
                 // Find runs of set bits, MSB first.
-                if buf[i / 8] == 0 && i % 8 == 0 {
+                if buf[i / 8] == 0 && i.is_multiple_of(8) {
                     i += 8;
                     continue;
                 }
@@ -336,20 +336,9 @@ impl PeerFeed {
         if index + 1 > self.remote_length {
             self.remote_length = index + 1;
         }
-        out.push(Message::Data(Data {
-            index,
-            value,
-            nodes: proof
-                .nodes
-                .iter()
-                .map(|n| DataNode {
-                    index: n.index,
-                    hash: n.hash.to_vec(),
-                    size: n.size,
-                })
-                .collect(),
-            signature: proof.signature.map(|s| s.to_vec()),
-        }));
+        let mut data = Data::from_proof(&proof, value);
+        data.index = index;
+        out.push(Message::Data(data));
         Ok(())
     }
 
@@ -551,36 +540,383 @@ impl PeerFeed {
 
 /// Convert a wire `Data` into a core [`Proof`], checking every length.
 pub fn proof_from_wire(d: &Data) -> Result<Proof, ReplicateError> {
-    let mut nodes = Vec::with_capacity(d.nodes.len());
-    for n in &d.nodes {
-        let hash: [u8; 32] =
-            n.hash
-                .as_slice()
-                .try_into()
-                .map_err(|_| ReplicateError::Malformed {
-                    what: "Data node",
-                    reason: format!(
-                        "hash of node {} has {} bytes, not 32",
-                        n.index,
-                        n.hash.len()
-                    ),
-                })?;
-        nodes.push(Node::new(n.index, hash, n.size));
-    }
-    let signature = match &d.signature {
-        None => None,
-        Some(s) => Some(
-            s.as_slice()
-                .try_into()
-                .map_err(|_| ReplicateError::Malformed {
-                    what: "Data signature",
-                    reason: format!("{} bytes, not 64", s.len()),
-                })?,
-        ),
-    };
-    Ok(Proof {
-        index: d.index,
-        nodes,
-        signature,
+    d.to_proof().map_err(|e| ReplicateError::Malformed {
+        what: "Data",
+        reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::KeyPair;
+    use crate::protocol::messages::DataNode;
+    use proptest::prelude::*;
+
+    fn t() -> Instant {
+        Instant::now()
+    }
+
+    /// A writer with `n` blocks and an empty reader of the same feed.
+    fn setup(n: u64) -> (Feed, Feed) {
+        let kp = KeyPair::generate();
+        let mut w = Feed::in_memory(kp.clone());
+        for i in 0..n {
+            w.append(format!("block {i}").as_bytes()).unwrap();
+        }
+        let r = Feed::in_memory(KeyPair::from_public(&kp.public_bytes()).unwrap());
+        (w, r)
+    }
+
+    /// A reader peer that has been told the writer holds `0..n` and asked for `index`.
+    fn requesting(r: &Feed, wants: &mut Wants, n: u64, index: u64) -> PeerFeed {
+        let mut p = PeerFeed::new(r, Duration::from_secs(5));
+        let mut out = Vec::new();
+        p.on_open(r, wants, &mut out);
+        p.remote_haves.insert(0..n);
+        p.remote_length = n;
+        wants.wait(index);
+        p.update(r, wants, t(), &mut out);
+        assert!(out
+            .iter()
+            .any(|m| matches!(m, Message::Request(q) if q.index == index)));
+        p
+    }
+
+    fn data_for(w: &mut Feed, r: &Feed, index: u64) -> Data {
+        let proof = w
+            .proof(index, r.digest(index), false, &mut RemoteTree::default())
+            .unwrap()
+            .unwrap();
+        Data::from_proof(&proof, Some(w.get(index).unwrap()))
+    }
+
+    #[test]
+    fn tampered_block_is_rejected_and_nothing_is_stored() {
+        let (mut w, mut r) = setup(8);
+        let mut wants = Wants::new();
+        let mut p = requesting(&r, &mut wants, 8, 3);
+        let mut d = data_for(&mut w, &r, 3);
+        d.value = Some(b"forged".to_vec());
+        let err = p
+            .on_message(Message::Data(d), &mut r, &mut wants, t(), &mut Vec::new())
+            .unwrap_err();
+        assert!(matches!(err, ReplicateError::Verify(_)), "{err}");
+        assert!(!r.has(3));
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn forged_signature_and_bad_lengths_are_rejected() {
+        let (mut w, mut r) = setup(8);
+        let mut wants = Wants::new();
+        let mut p = requesting(&r, &mut wants, 8, 5);
+        let mut d = data_for(&mut w, &r, 5);
+        if let Some(s) = d.signature.as_mut() {
+            s[0] ^= 1;
+        }
+        let err = p
+            .on_message(
+                Message::Data(d.clone()),
+                &mut r,
+                &mut wants,
+                t(),
+                &mut Vec::new(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, ReplicateError::Verify(_)), "{err}");
+        d.signature = Some(vec![0; 10]);
+        let err = p
+            .on_message(Message::Data(d), &mut r, &mut wants, t(), &mut Vec::new())
+            .unwrap_err();
+        assert!(matches!(err, ReplicateError::Malformed { .. }), "{err}");
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn unrequested_data_is_ignored_with_unhave() {
+        let (mut w, mut r) = setup(4);
+        let mut wants = Wants::new();
+        let mut p = PeerFeed::new(&r, Duration::from_secs(5));
+        let d = data_for(&mut w, &r, 1);
+        let mut out = Vec::new();
+        let fx = p
+            .on_message(Message::Data(d), &mut r, &mut wants, t(), &mut out)
+            .unwrap();
+        assert!(fx.stored.is_empty());
+        assert!(!r.has(1));
+        assert!(out
+            .iter()
+            .any(|m| matches!(m, Message::Unhave(u) if u.start == 1)));
+    }
+
+    #[test]
+    fn genuine_block_is_stored_and_acked_when_asked() {
+        let (mut w, mut r) = setup(8);
+        let mut wants = Wants::new();
+        let mut p = requesting(&r, &mut wants, 8, 6);
+        let mut out = Vec::new();
+        p.on_message(
+            Message::Options(crate::protocol::messages::Options {
+                extensions: vec![],
+                ack: Some(true),
+            }),
+            &mut r,
+            &mut wants,
+            t(),
+            &mut out,
+        )
+        .unwrap();
+        let d = data_for(&mut w, &r, 6);
+        let fx = p
+            .on_message(Message::Data(d), &mut r, &mut wants, t(), &mut out)
+            .unwrap();
+        assert_eq!(fx.stored, vec![6]);
+        assert_eq!(fx.new_length, Some(8));
+        assert_eq!(r.get(6).unwrap(), b"block 6");
+        assert!(out
+            .iter()
+            .any(|m| matches!(m, Message::Have(h) if h.start == 6 && h.ack == Some(true))));
+        assert!(!wants.is_reserved(6));
+    }
+
+    #[test]
+    fn requests_are_bounded_per_peer() {
+        let (_w, r) = setup(0);
+        let mut wants = Wants::new();
+        let mut p = PeerFeed::new(&r, Duration::from_secs(5));
+        let mut out = Vec::new();
+        p.on_open(&r, &mut wants, &mut out);
+        p.remote_haves.insert(0..1000);
+        p.remote_length = 1000;
+        wants.select(0, Some(1000));
+        p.update(&r, &mut wants, t(), &mut out);
+        let requests = out
+            .iter()
+            .filter(|m| matches!(m, Message::Request(_)))
+            .count();
+        assert_eq!(requests, MAX_REQUESTS);
+        assert_eq!(p.inflight(), MAX_REQUESTS);
+    }
+
+    #[test]
+    fn stalled_requests_are_released_for_other_peers() {
+        let (_w, r) = setup(0);
+        let mut wants = Wants::new();
+        let mut p = requesting(&r, &mut wants, 10, 2);
+        assert!(wants.is_reserved(2));
+        let later = t() + Duration::from_secs(6);
+        let err = p.tick(&mut wants, later).unwrap_err();
+        assert!(matches!(
+            err,
+            ReplicateError::RequestTimeout { index: 2, .. }
+        ));
+        assert!(!wants.is_reserved(2));
+    }
+
+    #[test]
+    fn huge_have_ranges_cost_nothing() {
+        let (_w, mut r) = setup(0);
+        let mut wants = Wants::new();
+        let mut p = PeerFeed::new(&r, Duration::from_secs(5));
+        let mut out = Vec::new();
+        p.on_message(
+            Message::Have(Have {
+                start: 0,
+                length: Some(1 << 60),
+                bitfield: None,
+                ack: None,
+            }),
+            &mut r,
+            &mut wants,
+            t(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(p.remote_length, 1 << 60);
+        assert_eq!(p.remote_haves.runs(), 1);
+    }
+
+    #[test]
+    fn rle_bomb_in_have_is_an_error() {
+        let (_w, mut r) = setup(0);
+        let mut wants = Wants::new();
+        let mut p = PeerFeed::new(&r, Duration::from_secs(5));
+        // One run token claiming 2^40 bytes of 0xff.
+        let mut bits = Vec::new();
+        crate::protocol::varint::encode((1u64 << 42) | 3, &mut bits);
+        let err = p
+            .on_message(
+                Message::Have(Have {
+                    start: 0,
+                    length: Some(1 << 20),
+                    bitfield: Some(bits),
+                    ack: None,
+                }),
+                &mut r,
+                &mut wants,
+                t(),
+                &mut Vec::new(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, ReplicateError::Malformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn want_is_answered_like_the_reference() {
+        // The 7-block feed of the vectors answers Want{0, 1048576} with Have{start: 6}
+        // and Have{0, 1048576, bitfield 02fe}.
+        let (mut w, _r) = setup(7);
+        let mut wants = Wants::new();
+        let mut p = PeerFeed::new(&w, Duration::from_secs(5));
+        let mut out = Vec::new();
+        p.on_open(&w, &mut wants, &mut out);
+        assert_eq!(
+            out,
+            vec![Message::Status(crate::protocol::messages::Status {
+                uploading: Some(true),
+                downloading: Some(false)
+            })]
+        );
+        out.clear();
+        p.on_message(
+            Message::Want(Want {
+                start: 0,
+                length: Some(WANT_REGION),
+            }),
+            &mut w,
+            &mut wants,
+            t(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Message::Have(Have {
+                    start: 6,
+                    length: None,
+                    bitfield: None,
+                    ack: None
+                }),
+                Message::Have(Have {
+                    start: 0,
+                    length: Some(WANT_REGION),
+                    bitfield: Some(vec![0x02, 0xfe]),
+                    ack: None
+                }),
+            ]
+        );
+        // A misaligned Want is ignored, as the reference does.
+        out.clear();
+        p.on_message(
+            Message::Want(Want {
+                start: 5,
+                length: Some(3),
+            }),
+            &mut w,
+            &mut wants,
+            t(),
+            &mut out,
+        )
+        .unwrap();
+        assert!(out.is_empty());
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        let small = 0u64..64;
+        prop_oneof![
+            (small.clone(), proptest::option::of(0u64..1 << 40)).prop_map(|(s, l)| Message::Have(
+                Have {
+                    start: s,
+                    length: l,
+                    bitfield: None,
+                    ack: None
+                }
+            )),
+            (small.clone(), proptest::collection::vec(any::<u8>(), 0..16)).prop_map(|(s, b)| {
+                Message::Have(Have {
+                    start: s,
+                    length: Some(1 << 20),
+                    bitfield: Some(b),
+                    ack: None,
+                })
+            }),
+            (small.clone(), proptest::option::of(0u64..1 << 40)).prop_map(
+                |(s, l)| Message::Unhave(Unhave {
+                    start: s,
+                    length: l
+                })
+            ),
+            (small.clone(), any::<u64>()).prop_map(|(s, l)| Message::Want(Want {
+                start: s * 8192,
+                length: Some(l)
+            })),
+            (
+                small.clone(),
+                proptest::option::of(any::<u64>()),
+                any::<bool>(),
+                any::<u64>()
+            )
+                .prop_map(|(i, b, h, n)| Message::Request(Request {
+                    index: i,
+                    bytes: b,
+                    hash: Some(h),
+                    nodes: Some(n)
+                })),
+            (
+                small.clone(),
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
+                proptest::collection::vec(
+                    (
+                        0u64..200,
+                        proptest::collection::vec(any::<u8>(), 0..40),
+                        any::<u64>()
+                    ),
+                    0..6
+                ),
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..80)),
+            )
+                .prop_map(|(i, v, nodes, sig)| Message::Data(Data {
+                    index: i,
+                    value: v,
+                    nodes: nodes
+                        .into_iter()
+                        .map(|(index, hash, size)| DataNode { index, hash, size })
+                        .collect(),
+                    signature: sig
+                })),
+            (any::<bool>(), any::<bool>()).prop_map(|(u, d)| Message::Status(Status {
+                uploading: Some(u),
+                downloading: Some(d)
+            })),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Whatever a peer sends, the state machine answers or errors, never panics,
+        /// and the reader's feed only ever holds blocks that verify.
+        #[test]
+        fn hostile_message_sequences_never_panic(msgs in proptest::collection::vec(arb_message(), 0..40)) {
+            let (mut w, mut r) = setup(16);
+            let mut wants = Wants::new();
+            wants.select(0, None);
+            let mut reader = PeerFeed::new(&r, Duration::from_secs(5));
+            let mut writer = PeerFeed::new(&w, Duration::from_secs(5));
+            let mut out = Vec::new();
+            reader.on_open(&r, &mut wants, &mut out);
+            writer.on_open(&w, &mut Wants::new(), &mut out);
+            for m in msgs {
+                let _ = reader.on_message(m.clone(), &mut r, &mut wants, t(), &mut out);
+                let _ = writer.on_message(m, &mut w, &mut Wants::new(), t(), &mut out);
+                out.clear();
+            }
+            for i in 0..16 {
+                if r.has(i) {
+                    prop_assert_eq!(r.get(i).unwrap(), w.get(i).unwrap());
+                }
+            }
+        }
+    }
 }
