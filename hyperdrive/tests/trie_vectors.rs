@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use hyperdrive::trie::hash::{path_digit, siphash24};
 use hyperdrive::trie::{
-    default_hash, normalize_key, split_key, BatchOp, DelOptions, GetOptions, HashFn, Header,
+    default_hash, normalize_key, split_key, BatchOp, DelOptions, DiffOptions, GetOptions, HashFn, Header,
     HistoryOptions, ListOptions, MemoryStore, Node, PutOptions, Trie, TrieOptions,
 };
 use serde_json::Value;
@@ -429,4 +429,43 @@ async fn history_and_checkpoint() {
         hist.iter().map(|n| n.seq).collect::<Vec<_>>(),
         vec![1, 2, 3, 4, 5]
     );
+}
+
+#[tokio::test]
+async fn diffs_in_reference_order() {
+    let v = vectors();
+    let t = &v["hypertrie"];
+    let trie = from_vectors(t, None).await;
+    for d in t["diffs"].as_array().unwrap() {
+        let left = at(&trie, &d["version"]);
+        let other = d["other"].as_u64().unwrap();
+        let got = left
+            .diff_version(other, str_of(&d["prefix"]), DiffOptions::default())
+            .collect()
+            .await
+            .unwrap();
+        let got: Vec<(String, Option<u64>, Option<u64>)> = got
+            .iter()
+            .map(|e| {
+                (
+                    e.key.clone(),
+                    e.left.as_ref().map(|n| n.seq),
+                    e.right.as_ref().map(|n| n.seq),
+                )
+            })
+            .collect();
+        let want: Vec<(String, Option<u64>, Option<u64>)> = d["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    str_of(&r["key"]).to_string(),
+                    r["left"].as_u64(),
+                    r["right"].as_u64(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "diff {d}");
+    }
 }

@@ -8,7 +8,7 @@
 //! Crossing into mounted tries is the drive layer's job; see [`mount`].
 
 mod del;
-// mod diff;
+mod diff;
 // pub mod extension;
 mod get;
 pub mod hash;
@@ -24,7 +24,7 @@ mod wire;
 use std::sync::{Arc, Mutex};
 
 pub use del::DelOptions;
-// pub use diff::{Diff, DiffEntry, DiffOptions};
+pub use diff::{Diff, DiffEntry, DiffOptions};
 pub use get::GetOptions;
 pub use hash::{default_hash, normalize_key, split_key, HashFn};
 pub use history::{History, HistoryOptions};
@@ -290,4 +290,11 @@ impl<S: TrieStore> Trie<S> {
         }
         Ok(())
     }
+}
+
+/// Appends one `(i, left, right)` diff checkpoint triple.
+pub(crate) fn put_checkpoint_triple(out: &mut Vec<u8>, i: u64, l: u64, r: u64) {
+    wire::put_varint(out, i);
+    wire::put_varint(out, l);
+    wire::put_varint(out, r);
 }
