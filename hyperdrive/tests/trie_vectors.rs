@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use hyperdrive::trie::extension::ExtensionMessage;
 use hyperdrive::trie::hash::{path_digit, siphash24};
 use hyperdrive::trie::{
-    default_hash, normalize_key, split_key, BatchOp, DelOptions, DiffOptions, GetOptions, HashFn, Header,
-    HistoryOptions, ListOptions, MemoryStore, Node, PutOptions, Trie, TrieOptions,
+    default_hash, normalize_key, split_key, BatchOp, DelOptions, DiffOptions, GetOptions, HashFn,
+    Header, HistoryOptions, ListOptions, MemoryStore, Node, PutOptions, Trie, TrieOptions,
 };
 use serde_json::Value;
 
@@ -467,5 +468,101 @@ async fn diffs_in_reference_order() {
             })
             .collect();
         assert_eq!(got, want, "diff {d}");
+    }
+}
+
+#[test]
+fn extension_messages_encode_and_decode() {
+    let v = vectors();
+    let e = &v["extension"];
+    let all = e["encodedExamples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(e["messagesDuringGet"].as_array().unwrap())
+        .chain(e["messagesDuringList"].as_array().unwrap());
+    for m in all {
+        let bytes = hex::decode(str_of(&m["hex"])).unwrap();
+        let msg = ExtensionMessage::decode(&bytes).unwrap();
+        assert_eq!(msg.encode(), bytes, "{m}");
+        let d = &m["decoded"];
+        if let Some(g) = d.get("get") {
+            let got = msg.get.as_ref().unwrap();
+            assert_eq!(got.head, g["head"].as_u64());
+            assert_eq!(got.key.as_deref(), g["key"].as_str());
+            assert_eq!(
+                ExtensionMessage::get(got.head.unwrap(), str_of(&g["key"])),
+                msg
+            );
+        }
+        if let Some(c) = d.get("cache") {
+            let got = msg.cache.as_ref().unwrap();
+            assert_eq!(got.start, c["start"].as_u64().unwrap());
+            assert_eq!(got.end, c["end"].as_u64().unwrap());
+            let blocks: Vec<u64> = c["blocks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_u64().unwrap())
+                .collect();
+            assert_eq!(got.blocks, blocks);
+        }
+        if let Some(it) = d.get("iterator") {
+            let got = msg.iterator.as_ref().unwrap();
+            assert_eq!(got.head, it["head"].as_u64());
+            assert_eq!(got.key.as_deref(), it["key"].as_str());
+            assert_eq!(got.flags, it["flags"].as_u64());
+            assert_eq!(
+                got.checkpoint.as_ref().map(hex::encode),
+                it["checkpoint"].as_str().map(String::from)
+            );
+        }
+    }
+    assert!(ExtensionMessage::decode(&[0x0a, 0x02, 0x08]).is_err());
+}
+
+/// The writer's answers to the captured reader requests equal the captured answers.
+#[tokio::test]
+async fn extension_writer_answers_like_the_reference() {
+    let v = vectors();
+    let e = &v["extension"];
+    let trie = Trie::open(MemoryStore::new(), TrieOptions::default())
+        .await
+        .unwrap();
+    for i in 0..20 {
+        trie.put(&format!("dir/file{i}"), format!("v{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    assert_eq!(trie.version(), e["writerVersion"].as_u64().unwrap());
+    let got = trie.get("dir/file7").await.unwrap().unwrap();
+    assert_eq!(got.seq, e["readerGet"]["result"]["seq"].as_u64().unwrap());
+    assert_eq!(
+        trie.list("dir", ListOptions::default())
+            .await
+            .unwrap()
+            .len() as u64,
+        e["readerListCount"].as_u64().unwrap()
+    );
+
+    for section in ["messagesDuringGet", "messagesDuringList"] {
+        let msgs = e[section].as_array().unwrap();
+        let request = msgs
+            .iter()
+            .find(|m| str_of(&m["receiver"]) == "writer")
+            .unwrap();
+        let want: Vec<&str> = msgs
+            .iter()
+            .filter(|m| str_of(&m["receiver"]) == "reader")
+            .map(|m| str_of(&m["hex"]))
+            .collect();
+        let req = ExtensionMessage::decode(&hex::decode(str_of(&request["hex"])).unwrap()).unwrap();
+        let answers: Vec<String> = trie
+            .answer_extension(&req)
+            .await
+            .iter()
+            .map(|a| hex::encode(a.encode()))
+            .collect();
+        assert_eq!(answers, want, "{section}");
     }
 }

@@ -133,7 +133,10 @@ impl<S: TrieStore> Diff<S> {
         };
         let probe = self.db.probe(&self.prefix, self.opts.hidden);
         let left = self.db.get_ctx(&mut Ctx::default(), &probe, gopts).await?;
-        let right = self.other.get_ctx(&mut Ctx::default(), &probe, gopts).await?;
+        let right = self
+            .other
+            .get_ctx(&mut Ctx::default(), &probe, gopts)
+            .await?;
         self.stack.push(Top {
             i: probe.path_len() - 1,
             left,
@@ -182,8 +185,16 @@ impl<S: TrieStore> Diff<S> {
             let left_val = left.as_ref().map(|n| usize::from(n.path(i))).unwrap_or(5);
             let right_val = right.as_ref().map(|n| usize::from(n.path(i))).unwrap_or(6);
             let empty: &[u64] = &[];
-            let left_bucket = left.as_ref().map(|n| n.trie.bucket(i)).unwrap_or(empty).to_vec();
-            let right_bucket = right.as_ref().map(|n| n.trie.bucket(i)).unwrap_or(empty).to_vec();
+            let left_bucket = left
+                .as_ref()
+                .map(|n| n.trie.bucket(i))
+                .unwrap_or(empty)
+                .to_vec();
+            let right_bucket = right
+                .as_ref()
+                .map(|n| n.trie.bucket(i))
+                .unwrap_or(empty)
+                .to_vec();
 
             // Node loads the reference starts asynchronously: applied after this step.
             let mut loads: Vec<(usize, bool, u64)> = Vec::new();
@@ -202,8 +213,7 @@ impl<S: TrieStore> Diff<S> {
                         left_len += 1;
                         self.stack[k].left = left.clone();
                     }
-                    if !done_right && right_seq != 0 && not_in_bucket(j, right_seq, &left_bucket)
-                    {
+                    if !done_right && right_seq != 0 && not_in_bucket(j, right_seq, &left_bucket) {
                         let k = self.push_stack(right_len, i + 1);
                         right_len += 1;
                         self.stack[k].right = right.clone();
@@ -211,8 +221,8 @@ impl<S: TrieStore> Diff<S> {
                 }
 
                 if !done_left {
-                    let push_left = !self.opts.skip_right_null
-                        || right_bucket.get(j).is_some_and(|&s| s != 0);
+                    let push_left =
+                        !self.opts.skip_right_null || right_bucket.get(j).is_some_and(|&s| s != 0);
                     for &seq in left_bucket.iter().skip(j).step_by(5) {
                         if seq == 0 {
                             break;
@@ -230,8 +240,8 @@ impl<S: TrieStore> Diff<S> {
                 }
 
                 if !done_right {
-                    let push_right = !self.opts.skip_left_null
-                        || left_bucket.get(j).is_some_and(|&s| s != 0);
+                    let push_right =
+                        !self.opts.skip_left_null || left_bucket.get(j).is_some_and(|&s| s != 0);
                     for &seq in right_bucket.iter().skip(j).step_by(5) {
                         if seq == 0 {
                             break;

@@ -142,6 +142,14 @@ impl<S: TrieStore> Iter<S> {
         out
     }
 
+    /// Runs the opening lookup now (otherwise the first [`next`](Self::next) does).
+    pub async fn open_now(&mut self) -> Result<(), TrieError> {
+        if self.opened {
+            return Ok(());
+        }
+        self.open().await
+    }
+
     async fn open(&mut self) -> Result<(), TrieError> {
         let probe = self.trie.probe(&self.prefix, self.opts.hidden);
         let gopts = GetOptions {

@@ -9,7 +9,7 @@
 
 mod del;
 mod diff;
-// pub mod extension;
+pub mod extension;
 mod get;
 pub mod hash;
 mod history;
