@@ -62,7 +62,7 @@ pub fn path_digit(hidden: bool, hash: &[u8], i: usize) -> u8 {
 /// Whether digit position `i` is the last digit of a component (where 64-bit
 /// collisions must be checked against the component strings).
 pub fn is_terminator(i: usize) -> bool {
-    i > 0 && i % 32 == 0
+    i > 0 && i.is_multiple_of(32)
 }
 
 #[cfg(test)]

@@ -188,15 +188,11 @@ impl<S: TrieStore> Iter<S> {
     }
 
     async fn push(&mut self, i: usize, seq: u64) -> Result<(), TrieError> {
-        let node = self
-            .trie
-            .fetch(&mut self.ctx, seq)
-            .await?
-            .ok_or(TrieError::Corrupt {
-                seq,
-                reason: "trie pointer leads to a reset marker",
-            })?;
-        self.stack.push(Entry { i, node });
+        // A pointer to a reset marker (written when a batch deletes the last key and
+        // then puts another) stands for nothing. The reference crashes on it; we skip.
+        if let Some(node) = self.trie.fetch(&mut self.ctx, seq).await? {
+            self.stack.push(Entry { i, node });
+        }
         Ok(())
     }
 

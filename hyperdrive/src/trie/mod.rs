@@ -14,7 +14,7 @@ mod get;
 pub mod hash;
 mod history;
 mod list;
-// pub mod mount;
+pub mod mount;
 pub mod node;
 mod put;
 pub mod store;
@@ -298,3 +298,6 @@ pub(crate) fn put_checkpoint_triple(out: &mut Vec<u8>, i: u64, l: u64, r: u64) {
     wire::put_varint(out, l);
     wire::put_varint(out, r);
 }
+
+#[cfg(test)]
+mod tests;

@@ -114,7 +114,7 @@ impl TrieBuffer {
         let mut pos = 0;
         // The declared length only sized the JS array; positions past it still count.
         let _length = get_varint(buf, &mut pos)?;
-        let mut trie = TrieBuffer::new();
+        let mut buckets: Vec<(usize, Vec<u64>)> = Vec::new();
         while pos < buf.len() {
             let i = usize::try_from(get_varint(buf, &mut pos)?)
                 .map_err(|_| DecodeError::TooLarge("trie position"))?;
@@ -129,9 +129,14 @@ impl TrieBuffer {
                 bitfield >>= 1;
                 j += 1;
             }
-            trie.set_bucket(i, bucket);
+            buckets.push((i, bucket));
         }
-        Ok(trie)
+        // Later occurrences of a position win; sort once instead of inserting sorted
+        // (a hostile block could list positions in descending order).
+        buckets.reverse();
+        buckets.sort_by_key(|b| b.0);
+        buckets.dedup_by_key(|b| b.0);
+        Ok(TrieBuffer { buckets })
     }
 }
 
