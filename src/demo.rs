@@ -74,7 +74,10 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
     .context("listening on 127.0.0.1")?;
     println!("2. seeding on {}", listener.local_addr);
 
-    println!("3. a reader in {} dials in knowing only the key", reader_dir.display());
+    println!(
+        "3. a reader in {} dials in knowing only the key",
+        reader_dir.display()
+    );
     let public = KeyPair::from_public(&key)?;
     let reader = SharedFeed::new(Feed::open_with_keypair(&reader_dir, public)?);
     let socket = connect_with_retry(listener.local_addr, T).await?;
@@ -91,13 +94,19 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
 
     for i in [7u64, 500, BLOCKS - 1] {
         let t = Instant::now();
-        let b = reader.get(i, T).await.with_context(|| format!("reading block {i}"))?;
+        let b = reader
+            .get(i, T)
+            .await
+            .with_context(|| format!("reading block {i}"))?;
         if b != blocks[i as usize] {
             bail!("block {i} differs from what the seeder wrote");
         }
         let line = String::from_utf8_lossy(&b[..b.iter().position(|&c| c == b'\n').unwrap_or(0)])
             .into_owned();
-        println!("   read block {i:4} in {:5.1} ms: {line:?}", t.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "   read block {i:4} in {:5.1} ms: {line:?}",
+            t.elapsed().as_secs_f64() * 1e3
+        );
     }
     let held = {
         let st = reader.lock();

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 mod demo;
 
 #[derive(Parser, Debug)]
-#[command(name = "hypermount", version, about = "Mount Dat2 hyperdrives as folders")]
+#[command(
+    name = "hypermount",
+    version,
+    about = "Mount Dat2 hyperdrives as folders"
+)]
 struct Cli {
     /// Where feeds are stored (default: $HYPERMOUNT_STORAGE, else the XDG data dir).
     #[arg(long, global = true)]
