@@ -110,6 +110,8 @@ impl RangeSet {
 
     /// Iterate the runs that intersect `from..to`, clipped to it.
     pub fn runs_in(&self, from: u64, to: u64) -> impl Iterator<Item = Range<u64>> + '_ {
+        // An empty window must not reach BTreeMap::range with start > end (it panics).
+        let to = to.max(from);
         let first = self
             .runs
             .range(..=from)
