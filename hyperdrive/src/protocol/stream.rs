@@ -787,11 +787,26 @@ mod tests {
 
     #[test]
     fn garbage_after_handshake_is_an_error_not_a_panic() {
-        let (mut a, mut b) = pair();
+        // Unencrypted, so the bytes below reach the frame decoder as written: a frame
+        // claiming a 16 MiB body.
+        let plain = ProtocolOptions {
+            encrypted: false,
+            ..ProtocolOptions::default()
+        };
+        let t = now();
+        let mut a = Protocol::new(true, &StaticKeypair::generate(), plain.clone(), t).unwrap();
+        let mut b = Protocol::new(false, &StaticKeypair::generate(), plain, t).unwrap();
         pump(&mut a, &mut b).unwrap();
-        let mut junk = vec![0xffu8; 64];
-        assert!(b.receive(&mut junk, now()).is_err());
-        let mut more = vec![1u8; 4];
+        let mut junk = vec![0x80, 0x80, 0x80, 0x08, 0x01];
+        let err = b.receive(&mut junk, now()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProtocolError::FrameTooLarge { .. } | ProtocolError::Malformed { .. }
+            ),
+            "{err}"
+        );
+        let mut more = vec![0u8; 4];
         assert!(
             b.receive(&mut more, now()).is_err(),
             "a failed stream stays failed"
