@@ -245,3 +245,88 @@ async fn a_second_peer_serves_after_the_first_leaves() {
     let _second = connect(vec![mirror], vec![r.clone()], ReplicateOptions::default());
     assert_eq!(r.get(150, T).await.unwrap(), block(150));
 }
+
+/// A peer that announces every block but never answers a request.
+async fn silent_seeder(io: tokio::io::DuplexStream, key: [u8; 32], length: u64) {
+    use hyperdrive::protocol::handshake::StaticKeypair;
+    use hyperdrive::protocol::messages::{Have, Message};
+    use hyperdrive::protocol::stream::{Event, Protocol, ProtocolOptions};
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut p = Protocol::new(
+        false,
+        &StaticKeypair::generate(),
+        ProtocolOptions::default(),
+        Instant::now(),
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let out = p.take_outgoing();
+        if !out.is_empty() && wr.write_all(&out).await.is_err() {
+            return;
+        }
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if p.receive(&mut buf[..n], Instant::now()).is_err() {
+            return;
+        }
+        while let Some(ev) = p.poll_event() {
+            match ev {
+                Event::DiscoveryKey { .. } => {
+                    p.open(key, Instant::now());
+                }
+                Event::Opened { channel, .. } => p.send(
+                    channel,
+                    Message::Have(Have {
+                        start: 0,
+                        length: Some(length),
+                        bitfield: None,
+                        ack: None,
+                    }),
+                    Instant::now(),
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_peer_is_dropped_and_another_serves() {
+    let (kp, w) = writer(20);
+    let r = reader(&kp);
+    let mut opts = ReplicateOptions::default();
+    opts.request_timeout = Duration::from_millis(400);
+    // The silent peer is connected first, so it gets the request.
+    let (x, y) = tokio::io::duplex(1 << 20);
+    tokio::spawn(silent_seeder(y, kp.public_bytes(), 20));
+    let (_stop_tx, stop) = shutdown_channel();
+    let silent = tokio::spawn(replicate(
+        x,
+        true,
+        FeedSet::new(vec![r.clone()]),
+        opts.clone(),
+        Default::default(),
+        stop,
+    ));
+    let reading = {
+        let r = r.clone();
+        tokio::spawn(async move { r.get(7, T).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!r.has(7));
+    let _good = connect(vec![w], vec![r.clone()], opts);
+    let started = std::time::Instant::now();
+    assert_eq!(reading.await.unwrap().unwrap(), block(7));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let ended = tokio::time::timeout(T, silent)
+        .await
+        .expect("the stalled connection ends");
+    let err = ended.unwrap().unwrap_err();
+    assert!(err.to_string().contains("timed out"), "{err}");
+}
