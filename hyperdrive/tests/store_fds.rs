@@ -37,7 +37,10 @@ fn two_thousand_cores_with_a_limit_of_64() {
         drop(feed);
         assert!(store.open_count() <= LIMIT);
         peak = peak.max(open_fds());
-        assert!(peak <= bound, "{peak} fds open after core {i} (bound {bound})");
+        assert!(
+            peak <= bound,
+            "{peak} fds open after core {i} (bound {bound})"
+        );
     }
 
     // Read back, alternating by name and by key: every core reopens from disk.
@@ -49,13 +52,19 @@ fn two_thousand_cores_with_a_limit_of_64() {
         };
         assert_eq!(&feed.key(), key);
         let mut st = feed.lock();
-        assert!(st.feed.writable(), "core {i} writable again via its name file");
+        assert!(
+            st.feed.writable(),
+            "core {i} writable again via its name file"
+        );
         assert_eq!(st.feed.len(), 1);
         assert_eq!(st.feed.get(0).unwrap(), block(i));
         drop(st);
         drop(feed);
         peak = peak.max(open_fds());
-        assert!(peak <= bound, "{peak} fds open reading core {i} (bound {bound})");
+        assert!(
+            peak <= bound,
+            "{peak} fds open reading core {i} (bound {bound})"
+        );
     }
     assert!(store.open_count() <= LIMIT);
 
@@ -64,7 +73,10 @@ fn two_thousand_cores_with_a_limit_of_64() {
     let held: Vec<_> = (0..LIMIT)
         .map(|i| store.get_by_name(format!("core-{i}")).unwrap())
         .collect();
-    assert!(open_fds() >= baseline + LIMIT * 4, "open cores hold their files");
+    assert!(
+        open_fds() >= baseline + LIMIT * 4,
+        "open cores hold their files"
+    );
     drop(held);
     assert_eq!(store.close_idle(), LIMIT);
     assert!(open_fds() <= baseline + 2);

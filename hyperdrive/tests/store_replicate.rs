@@ -72,7 +72,11 @@ async fn one_connection_carries_cores_opened_later() {
     )
     .await
     .unwrap();
-    let node = rtrie.get("dir/file-7").await.unwrap().expect("key replicated");
+    let node = rtrie
+        .get("dir/file-7")
+        .await
+        .unwrap()
+        .expect("key replicated");
     assert_eq!(node.value.as_deref(), Some(&b"value 7"[..]));
     let held = {
         let st = rdefault.lock();
@@ -103,7 +107,10 @@ async fn one_connection_carries_cores_opened_later() {
     assert_eq!(rx.wait_for_length(3, T).await, 3);
     assert_eq!(rx.get(2, T).await.unwrap(), b"third");
 
-    assert!(!t1.is_finished() && !t2.is_finished(), "still one connection");
+    assert!(
+        !t1.is_finished() && !t2.is_finished(),
+        "still one connection"
+    );
     shutdown.send(true).unwrap();
     t1.await.unwrap().unwrap();
     t2.await.unwrap().unwrap();

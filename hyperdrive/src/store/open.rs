@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 
-use super::{read_name_file, Corestore, CoreLocation, StoreError, DEFAULT_NAME};
+use super::{read_name_file, CoreLocation, Corestore, StoreError, DEFAULT_NAME};
 use crate::core::crypto::{discovery_key, KeyPair};
 use crate::core::storage::Storage;
 use crate::core::Feed;
@@ -209,7 +209,9 @@ impl Corestore {
         if let Some(feed) = st.touch(&dk) {
             // Opened by key before (read-only if there was no name file yet): keep the one
             // feed, but record the name so the next open is writable.
-            if !self.cache.in_memory && read_name_file(&loc.paths.dir)?.is_none() {
+            if self.cache.in_memory {
+                st.names.entry(dk).or_insert_with(|| name.to_vec());
+            } else if !feed.lock().feed.writable() && read_name_file(&loc.paths.dir)?.is_none() {
                 self.write_name(&loc)?;
             }
             return Ok(feed);
@@ -276,14 +278,13 @@ impl Corestore {
         let path = self.paths_for_discovery_key(dk).key;
         let mut bytes = Vec::with_capacity(32);
         match File::open(&path) {
-            Ok(f) => {
-                f.take(32)
-                    .read_to_end(&mut bytes)
-                    .map_err(|source| StoreError::Io {
-                        path: path.clone(),
-                        source,
-                    })?
-            }
+            Ok(f) => f
+                .take(32)
+                .read_to_end(&mut bytes)
+                .map_err(|source| StoreError::Io {
+                    path: path.clone(),
+                    source,
+                })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StoreError::Io { path, source }),
         };
@@ -447,7 +448,10 @@ mod tests {
             .get_by_discovery_key(&other.discovery_key())
             .unwrap()
             .is_none());
-        assert!(!other.paths.dir.exists(), "a refused lookup creates nothing");
+        assert!(
+            !other.paths.dir.exists(),
+            "a refused lookup creates nothing"
+        );
 
         let key = store.get_by_name("y").unwrap().key();
         assert_eq!(store.close_idle(), 1);
@@ -472,6 +476,22 @@ mod tests {
             .get_by_discovery_key(&loc.discovery_key())
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn known_by_key_then_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Corestore::open(tmp.path()).unwrap();
+        let key = store.locate_by_name(b"late").keypair.public_bytes();
+        let ro = store.get_by_key(&key).unwrap();
+        assert!(!ro.lock().feed.writable());
+        // The open feed stays the one feed, but the name is recorded...
+        let named = store.get_by_name("late").unwrap();
+        assert!(Arc::ptr_eq(&ro, &named));
+        drop((ro, named));
+        assert_eq!(store.close_idle(), 1);
+        // ...so the next open is writable.
+        assert!(store.get_by_key(&key).unwrap().lock().feed.writable());
     }
 
     #[test]

@@ -142,11 +142,12 @@ mod tests {
         // A batch of blocks is one append: one signature for the new length only.
         let first = store.append(vec![b"x".to_vec(), b"y".to_vec()]).await;
         assert_eq!(first, Ok(3));
-        let mut st = feed.lock();
-        assert_eq!(st.feed.len(), 5);
-        // No signature for length 4 (slot 3): the next one is for length 5.
-        assert_eq!(st.feed.signature(3).unwrap().map(|(slot, _)| slot), Some(4));
-        drop(st);
+        {
+            let mut st = feed.lock();
+            assert_eq!(st.feed.len(), 5);
+            // No signature for length 4 (slot 3): the next one is for length 5.
+            assert_eq!(st.feed.signature(3).unwrap().map(|(slot, _)| slot), Some(4));
+        }
         assert_eq!(store.append(Vec::new()).await, Ok(5));
         assert_eq!(
             store.get(9).await,
@@ -164,7 +165,10 @@ mod tests {
         let store = FeedStore::with_timeout(feed, Duration::from_millis(50));
         assert!(!store.writable());
         assert!(!store.has(0));
-        assert_eq!(store.get(0).await, Err(TrieError::Timeout { seq: 0, ms: 50 }));
+        assert_eq!(
+            store.get(0).await,
+            Err(TrieError::Timeout { seq: 0, ms: 50 })
+        );
         assert_eq!(
             store.append(vec![b"z".to_vec()]).await,
             Err(TrieError::NotWritable)
