@@ -300,8 +300,10 @@ async fn silent_seeder(io: tokio::io::DuplexStream, key: [u8; 32], length: u64) 
 async fn a_stalled_peer_is_dropped_and_another_serves() {
     let (kp, w) = writer(20);
     let r = reader(&kp);
-    let mut opts = ReplicateOptions::default();
-    opts.request_timeout = Duration::from_millis(400);
+    let opts = ReplicateOptions {
+        request_timeout: Duration::from_millis(400),
+        ..ReplicateOptions::default()
+    };
     // The silent peer is connected first, so it gets the request.
     let (x, y) = tokio::io::duplex(1 << 20);
     tokio::spawn(silent_seeder(y, kp.public_bytes(), 20));
