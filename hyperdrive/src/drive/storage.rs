@@ -1,0 +1,144 @@
+//! Where a drive's feeds come from. The drive asks a [`FeedProvider`] for feeds by
+//! derivation name (a new writable drive and its content feed) or by public key (a
+//! mounted, remote or reopened drive); the provider decides whether they live in
+//! memory, in a corestore folder, or are replicated. Every feed is a
+//! [`SharedFeed`] so connections can serve and fetch its blocks.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::core::{Feed, KeyPair};
+use crate::protocol::replicate::{FetchError, SharedFeed};
+use crate::store::derive_keypair;
+use crate::trie::{TrieError, TrieStore};
+
+use super::DriveError;
+
+/// Opens feeds for drives.
+pub trait FeedProvider: Send + Sync + 'static {
+    /// The feed derived from `name` (writable; created if new).
+    fn feed_by_name(&self, name: &str) -> Result<Arc<SharedFeed>, DriveError>;
+    /// The feed with public key `key` (writable only if the provider holds its secret).
+    fn feed_by_key(&self, key: &[u8; 32]) -> Result<Arc<SharedFeed>, DriveError>;
+}
+
+/// Feeds held in memory, keys derived from a master key like corestore 5 does, so a
+/// drive built here has the same keys (and bytes) as one the reference builds in a
+/// corestore with the same master key.
+pub struct MemoryProvider {
+    master_key: [u8; 32],
+    feeds: Mutex<HashMap<[u8; 32], Arc<SharedFeed>>>,
+}
+
+impl MemoryProvider {
+    /// A provider deriving keys from `master_key`.
+    pub fn new(master_key: [u8; 32]) -> Self {
+        MemoryProvider {
+            master_key,
+            feeds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Adds an existing feed (e.g. a read-only replica) so `feed_by_key` finds it.
+    pub fn insert(&self, feed: Arc<SharedFeed>) {
+        self.lock().insert(feed.key(), feed);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<SharedFeed>>> {
+        self.feeds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl FeedProvider for MemoryProvider {
+    fn feed_by_name(&self, name: &str) -> Result<Arc<SharedFeed>, DriveError> {
+        let kp = derive_keypair(&self.master_key, name.as_bytes());
+        let key = kp.public_bytes();
+        let mut feeds = self.lock();
+        Ok(feeds
+            .entry(key)
+            .or_insert_with(|| SharedFeed::new(Feed::in_memory(kp)))
+            .clone())
+    }
+
+    fn feed_by_key(&self, key: &[u8; 32]) -> Result<Arc<SharedFeed>, DriveError> {
+        let mut feeds = self.lock();
+        if let Some(f) = feeds.get(key) {
+            return Ok(f.clone());
+        }
+        // An unknown key: an empty read-only feed whose blocks can only arrive by
+        // replication.
+        let kp = KeyPair::from_public(key).map_err(|e| DriveError::Storage {
+            path: hex::encode(key),
+            reason: e.to_string(),
+        })?;
+        let feed = SharedFeed::new(Feed::in_memory(kp));
+        feeds.insert(*key, feed.clone());
+        Ok(feed)
+    }
+}
+
+/// A [`TrieStore`] over a shared feed, with a bounded wait for missing blocks.
+#[derive(Clone)]
+pub struct FeedTrieStore {
+    feed: Arc<SharedFeed>,
+    timeout: Duration,
+}
+
+impl FeedTrieStore {
+    /// Wraps `feed`; block reads wait at most `timeout`.
+    pub fn new(feed: Arc<SharedFeed>, timeout: Duration) -> Self {
+        FeedTrieStore { feed, timeout }
+    }
+
+    /// The feed.
+    pub fn feed(&self) -> &Arc<SharedFeed> {
+        &self.feed
+    }
+}
+
+fn fetch_to_trie(seq: u64, e: FetchError) -> TrieError {
+    match e {
+        FetchError::Timeout { .. } => TrieError::Store(format!("timeout fetching block {seq}")),
+        FetchError::Core(c) => TrieError::Store(c.to_string()),
+    }
+}
+
+impl TrieStore for FeedTrieStore {
+    fn len(&self) -> u64 {
+        self.feed.len()
+    }
+
+    fn has(&self, seq: u64) -> bool {
+        self.feed.has(seq)
+    }
+
+    fn writable(&self) -> bool {
+        self.feed.lock().feed.writable()
+    }
+
+    fn get(&self, seq: u64) -> impl Future<Output = Result<Vec<u8>, TrieError>> + Send {
+        let feed = self.feed.clone();
+        let timeout = self.timeout;
+        async move {
+            if seq >= feed.len() && !feed.has(seq) {
+                return Err(TrieError::BlockMissing { seq });
+            }
+            feed.get(seq, timeout)
+                .await
+                .map_err(|e| fetch_to_trie(seq, e))
+        }
+    }
+
+    fn append(&self, blocks: Vec<Vec<u8>>) -> impl Future<Output = Result<u64, TrieError>> + Send {
+        let res = (|| {
+            let first = self.feed.len();
+            self.feed
+                .append_batch(&blocks)
+                .map_err(|e| TrieError::Store(e.to_string()))?;
+            Ok(first)
+        })();
+        std::future::ready(res)
+    }
+}
