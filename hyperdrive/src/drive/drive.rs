@@ -206,6 +206,18 @@ impl Drive {
         Drive::open_feed(ctx, feed).await
     }
 
+    /// Another writable drive derived from `name`, sharing this drive's provider,
+    /// options and content states (so mounts between them share append locks).
+    pub async fn sibling(&self, name: &str) -> Result<Drive, DriveError> {
+        let feed = self.ctx.provider.feed_by_name(name)?;
+        Drive::open_feed(self.ctx.clone(), feed).await
+    }
+
+    /// Opens drive `key` with this drive's provider, options and content states.
+    pub async fn open_other(&self, key: &[u8; 32]) -> Result<Drive, DriveError> {
+        self.open_mounted(key, None).await
+    }
+
     async fn open_feed(ctx: Arc<Ctx>, feed: Arc<SharedFeed>) -> Result<Drive, DriveError> {
         let key = feed.key();
         if let Some(d) = ctx.drives.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
