@@ -23,7 +23,10 @@ fn op() -> impl Strategy<Value = Op> {
     let p = 0..PATHS.len();
     prop_oneof![
         (p.clone(), prop::collection::vec(any::<u8>(), 0..300)).prop_map(|(i, d)| Op::Write(i, d)),
-        (p.clone(), prop::collection::vec(prop::collection::vec(any::<u8>(), 0..100), 0..5))
+        (
+            p.clone(),
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 0..100), 0..5)
+        )
             .prop_map(|(i, c)| Op::WriteChunks(i, c)),
         p.clone().prop_map(Op::Unlink),
         (p.clone(), 0u64..400).prop_map(|(i, n)| Op::Truncate(i, n)),
@@ -34,7 +37,9 @@ fn op() -> impl Strategy<Value = Op> {
 
 async fn new_drive() -> Drive {
     let provider = Arc::new(MemoryProvider::new(rand::random()));
-    Drive::named(provider, "default", DriveOptions::default()).await.unwrap()
+    Drive::named(provider, "default", DriveOptions::default())
+        .await
+        .unwrap()
 }
 
 async fn check(d: &Drive, model: &BTreeMap<String, Vec<u8>>) {
@@ -46,7 +51,10 @@ async fn check(d: &Drive, model: &BTreeMap<String, Vec<u8>>) {
                 assert_eq!(st.size, c.len() as u64);
                 assert!(st.is_file());
             }
-            None => assert!(matches!(d.stat(p).await, Err(DriveError::NotFound { .. })), "{p}"),
+            None => assert!(
+                matches!(d.stat(p).await, Err(DriveError::NotFound { .. })),
+                "{p}"
+            ),
         }
     }
     // Top-level names from the model.
@@ -57,7 +65,13 @@ async fn check(d: &Drive, model: &BTreeMap<String, Vec<u8>>) {
     want.dedup();
     want.sort();
     want.dedup();
-    let got: Vec<String> = d.readdir("/", false).await.unwrap().into_iter().map(|e| e.name).collect();
+    let got: Vec<String> = d
+        .readdir("/", false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(got, want);
     let mut want_d: Vec<String> = model
         .keys()
@@ -80,11 +94,16 @@ async fn run(ops: Vec<Op>) {
     for op in ops {
         match op {
             Op::Write(i, data) => {
-                d.write_file(PATHS[i], &data, WriteOptions::default()).await.unwrap();
+                d.write_file(PATHS[i], &data, WriteOptions::default())
+                    .await
+                    .unwrap();
                 model.insert(PATHS[i].into(), data);
             }
             Op::WriteChunks(i, chunks) => {
-                let mut w = d.create_writer(PATHS[i], WriteOptions::default()).await.unwrap();
+                let mut w = d
+                    .create_writer(PATHS[i], WriteOptions::default())
+                    .await
+                    .unwrap();
                 for c in &chunks {
                     w.write(c).await.unwrap();
                 }
@@ -147,48 +166,124 @@ proptest! {
 async fn large_files_split_into_512k_blocks_and_read_by_range() {
     let d = new_drive().await;
     let data: Vec<u8> = (0..1_300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    d.write_file("/big", &data, WriteOptions::default()).await.unwrap();
+    d.write_file("/big", &data, WriteOptions::default())
+        .await
+        .unwrap();
     let st = d.stat("/big").await.unwrap();
     assert_eq!((st.size, st.blocks), (1_300_000, 3));
-    for (o, l) in [(0, 10), (524_280, 20), (1_048_570, 100), (1_299_990, 100), (2_000_000, 5)] {
+    for (o, l) in [
+        (0, 10),
+        (524_280, 20),
+        (1_048_570, 100),
+        (1_299_990, 100),
+        (2_000_000, 5),
+    ] {
         let got = d.read("/big", o, l).await.unwrap();
         let s = (o as usize).min(data.len());
         let e = (s + l as usize).min(data.len());
         assert_eq!(got, &data[s..e], "{o}+{l}");
     }
     // A later file does not leak into a range past the end of this one.
-    d.write_file("/next", b"NEXT", WriteOptions::default()).await.unwrap();
-    assert_eq!(d.read("/big", 1_299_999, 100).await.unwrap(), &data[1_299_999..]);
+    d.write_file("/next", b"NEXT", WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        d.read("/big", 1_299_999, 100).await.unwrap(),
+        &data[1_299_999..]
+    );
 }
 
 #[tokio::test]
 async fn invalid_and_missing_paths() {
     let d = new_drive().await;
     let w = WriteOptions::default;
-    assert!(matches!(d.write_file("/a\0b", b"", w()).await, Err(DriveError::InvalidPath { .. })));
-    assert!(matches!(d.stat(&"x".repeat(5000)).await, Err(DriveError::InvalidPath { .. })));
-    assert!(matches!(d.write_file("/", b"", w()).await, Err(DriveError::InvalidPath { .. })));
-    assert!(matches!(d.unlink("/").await, Err(DriveError::InvalidPath { .. })));
-    assert!(matches!(d.mkdir("/", w()).await, Err(DriveError::Exists { .. })));
-    assert!(matches!(d.stat("/nope").await, Err(DriveError::NotFound { .. })));
-    assert!(matches!(d.read_file("/nope").await, Err(DriveError::NotFound { .. })));
-    assert!(matches!(d.unlink("/nope").await, Err(DriveError::NotFound { .. })));
-    assert!(matches!(d.rmdir("/nope").await, Err(DriveError::NotFound { .. })));
-    assert!(matches!(d.readlink("/nope").await, Err(DriveError::NotFound { .. })));
-    assert!(matches!(d.set_xattr("/nope", "k", b"v").await, Err(DriveError::NotFound { .. })));
-    assert!(matches!(d.readdir("/nope", false).await, Err(DriveError::NotFound { .. })));
-    assert!(matches!(d.unmount("/nope").await, Err(DriveError::NotFound { .. })));
+    assert!(matches!(
+        d.write_file("/a\0b", b"", w()).await,
+        Err(DriveError::InvalidPath { .. })
+    ));
+    assert!(matches!(
+        d.stat(&"x".repeat(5000)).await,
+        Err(DriveError::InvalidPath { .. })
+    ));
+    assert!(matches!(
+        d.write_file("/", b"", w()).await,
+        Err(DriveError::InvalidPath { .. })
+    ));
+    assert!(matches!(
+        d.unlink("/").await,
+        Err(DriveError::InvalidPath { .. })
+    ));
+    assert!(matches!(
+        d.mkdir("/", w()).await,
+        Err(DriveError::Exists { .. })
+    ));
+    assert!(matches!(
+        d.stat("/nope").await,
+        Err(DriveError::NotFound { .. })
+    ));
+    assert!(matches!(
+        d.read_file("/nope").await,
+        Err(DriveError::NotFound { .. })
+    ));
+    assert!(matches!(
+        d.unlink("/nope").await,
+        Err(DriveError::NotFound { .. })
+    ));
+    assert!(matches!(
+        d.rmdir("/nope").await,
+        Err(DriveError::NotFound { .. })
+    ));
+    assert!(matches!(
+        d.readlink("/nope").await,
+        Err(DriveError::NotFound { .. })
+    ));
+    assert!(matches!(
+        d.set_xattr("/nope", "k", b"v").await,
+        Err(DriveError::NotFound { .. })
+    ));
+    assert!(matches!(
+        d.readdir("/nope", false).await,
+        Err(DriveError::NotFound { .. })
+    ));
+    assert!(matches!(
+        d.unmount("/nope").await,
+        Err(DriveError::NotFound { .. })
+    ));
     d.write_file("/f", b"data", w()).await.unwrap();
-    assert!(matches!(d.readdir("/f", false).await, Err(DriveError::NotADirectory { .. })));
-    assert!(matches!(d.rmdir("/f").await, Err(DriveError::NotADirectory { .. })));
-    assert!(matches!(d.unmount("/f").await, Err(DriveError::InvalidArgument { .. })));
-    assert!(matches!(d.symlink("/x", "/f").await, Err(DriveError::Exists { .. })));
-    assert!(matches!(d.readlink("/f").await, Err(DriveError::InvalidArgument { .. })));
+    assert!(matches!(
+        d.readdir("/f", false).await,
+        Err(DriveError::NotADirectory { .. })
+    ));
+    assert!(matches!(
+        d.rmdir("/f").await,
+        Err(DriveError::NotADirectory { .. })
+    ));
+    assert!(matches!(
+        d.unmount("/f").await,
+        Err(DriveError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        d.symlink("/x", "/f").await,
+        Err(DriveError::Exists { .. })
+    ));
+    assert!(matches!(
+        d.readlink("/f").await,
+        Err(DriveError::InvalidArgument { .. })
+    ));
     d.mkdir("/dir", w()).await.unwrap();
-    assert!(matches!(d.read_file("/dir").await, Err(DriveError::IsADirectory { .. })));
-    assert!(matches!(d.write_file("/dir", b"", w()).await, Err(DriveError::IsADirectory { .. })));
+    assert!(matches!(
+        d.read_file("/dir").await,
+        Err(DriveError::IsADirectory { .. })
+    ));
+    assert!(matches!(
+        d.write_file("/dir", b"", w()).await,
+        Err(DriveError::IsADirectory { .. })
+    ));
     d.write_file("/dir/in", b"", w()).await.unwrap();
-    assert!(matches!(d.rmdir("/dir").await, Err(DriveError::NotEmpty { .. })));
+    assert!(matches!(
+        d.rmdir("/dir").await,
+        Err(DriveError::NotEmpty { .. })
+    ));
     d.unlink("/dir/in").await.unwrap();
     d.rmdir("/dir").await.unwrap();
     assert!(!d.exists("/dir").await.unwrap());
@@ -200,12 +295,17 @@ async fn invalid_and_missing_paths() {
 #[tokio::test]
 async fn xattrs_set_remove_list() {
     let d = new_drive().await;
-    d.write_file("/f", b"x", WriteOptions::default()).await.unwrap();
+    d.write_file("/f", b"x", WriteOptions::default())
+        .await
+        .unwrap();
     d.set_xattr("/f", "user.a", b"1").await.unwrap();
     d.set_xattr("/f", "user.b", b"2").await.unwrap();
     d.remove_xattr("/f", "user.a").await.unwrap();
     d.symlink("f", "/l").await.unwrap();
-    assert_eq!(d.list_xattrs("/l").await.unwrap(), vec![("user.b".to_string(), b"2".to_vec())]);
+    assert_eq!(
+        d.list_xattrs("/l").await.unwrap(),
+        vec![("user.b".to_string(), b"2".to_vec())]
+    );
     assert_eq!(d.stat("/f").await.unwrap().xattr("user.b"), Some(&b"2"[..]));
 }
 
@@ -216,13 +316,18 @@ async fn symlink_loops_end_with_loop() {
     d.symlink("a", "/b").await.unwrap();
     d.symlink("self", "/self").await.unwrap();
     for p in ["/a", "/b", "/self"] {
-        assert!(matches!(d.stat(p).await, Err(DriveError::Loop { .. })), "{p}");
+        assert!(
+            matches!(d.stat(p).await, Err(DriveError::Loop { .. })),
+            "{p}"
+        );
         assert!(matches!(d.read_file(p).await, Err(DriveError::Loop { .. })));
         assert!(d.lstat(p).await.unwrap().is_symlink());
     }
     assert_eq!(d.stat("/a").await.unwrap_err().errno(), 40);
     // Relative targets resolve against the link's directory.
-    d.write_file("/d/t", b"T", WriteOptions::default()).await.unwrap();
+    d.write_file("/d/t", b"T", WriteOptions::default())
+        .await
+        .unwrap();
     d.symlink("t", "/d/l").await.unwrap();
     d.symlink("../d/t", "/d/l2").await.unwrap();
     assert_eq!(d.read_file("/d/l").await.unwrap(), b"T");
@@ -232,57 +337,106 @@ async fn symlink_loops_end_with_loop() {
 #[tokio::test]
 async fn mount_cycles_are_bounded() {
     let provider = Arc::new(MemoryProvider::new([5; 32]));
-    let a = Drive::named(provider, "a", DriveOptions::default()).await.unwrap();
+    let a = Drive::named(provider, "a", DriveOptions::default())
+        .await
+        .unwrap();
     let b = a.sibling("b").await.unwrap();
-    a.mount("/b", &b.key(), None, WriteOptions::default()).await.unwrap();
-    b.mount("/a", &a.key(), None, WriteOptions::default()).await.unwrap();
-    b.write_file("/hello", b"hi", WriteOptions::default()).await.unwrap();
+    a.mount("/b", &b.key(), None, WriteOptions::default())
+        .await
+        .unwrap();
+    b.mount("/a", &a.key(), None, WriteOptions::default())
+        .await
+        .unwrap();
+    b.write_file("/hello", b"hi", WriteOptions::default())
+        .await
+        .unwrap();
     assert_eq!(a.read_file("/b/hello").await.unwrap(), b"hi");
     assert_eq!(a.read_file("/b/a/b/hello").await.unwrap(), b"hi");
     let deep = "/b/a".repeat(20) + "/b/hello";
-    assert!(matches!(a.read_file(&deep).await, Err(DriveError::Loop { .. })));
-    assert!(matches!(a.readdir_recursive("/", false).await, Err(DriveError::Loop { .. })));
+    assert!(matches!(
+        a.read_file(&deep).await,
+        Err(DriveError::Loop { .. })
+    ));
+    assert!(matches!(
+        a.readdir_recursive("/", false).await,
+        Err(DriveError::Loop { .. })
+    ));
     assert!(matches!(a.mounts().await, Err(DriveError::Loop { .. })));
     // Without crossing mounts the listing is fine.
-    assert_eq!(a.readdir_recursive("/", true).await.unwrap(), vec!["b".to_string()]);
+    assert_eq!(
+        a.readdir_recursive("/", true).await.unwrap(),
+        vec!["b".to_string()]
+    );
     // A write through the mount lands in b; unmount removes the route.
-    a.write_file("/b/w", b"W", WriteOptions::default()).await.unwrap();
+    a.write_file("/b/w", b"W", WriteOptions::default())
+        .await
+        .unwrap();
     assert_eq!(b.read_file("/w").await.unwrap(), b"W");
     a.unmount("/b").await.unwrap();
-    assert!(matches!(a.stat("/b/w").await, Err(DriveError::NotFound { .. })));
+    assert!(matches!(
+        a.stat("/b/w").await,
+        Err(DriveError::NotFound { .. })
+    ));
 }
 
 #[tokio::test]
 async fn corrupt_entries_are_errors_not_panics() {
     let d = new_drive().await;
     d.trie().put("bad", &[0xff, 0xff]).await.unwrap();
-    d.trie().put("nomode", &Stat::default().encode()[2..]).await.unwrap();
-    assert!(matches!(d.stat("/bad").await, Err(DriveError::Corrupt { .. })));
-    assert!(matches!(d.stat("/nomode").await, Err(DriveError::Corrupt { .. })));
-    assert!(matches!(d.readdir("/", true).await, Err(DriveError::Corrupt { .. })));
+    d.trie()
+        .put("nomode", &Stat::default().encode()[2..])
+        .await
+        .unwrap();
+    assert!(matches!(
+        d.stat("/bad").await,
+        Err(DriveError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        d.stat("/nomode").await,
+        Err(DriveError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        d.readdir("/", true).await,
+        Err(DriveError::Corrupt { .. })
+    ));
     // A Stat whose blocks do not cover its size.
     let mut st = Stat::file(0, 1);
     st.size = 100;
     st.blocks = 1;
     st.offset = 0;
-    d.write_file("/tiny", b"ab", WriteOptions::default()).await.unwrap();
+    d.write_file("/tiny", b"ab", WriteOptions::default())
+        .await
+        .unwrap();
     d.trie().put("lies", &st.encode()).await.unwrap();
-    assert!(matches!(d.read_file("/lies").await, Err(DriveError::Corrupt { .. })));
+    assert!(matches!(
+        d.read_file("/lies").await,
+        Err(DriveError::Corrupt { .. })
+    ));
 }
 
 #[tokio::test]
 async fn read_only_views_refuse_writes() {
     let d = new_drive().await;
-    d.write_file("/f", b"1", WriteOptions::default()).await.unwrap();
+    d.write_file("/f", b"1", WriteOptions::default())
+        .await
+        .unwrap();
     let co = d.checkout(2);
-    assert!(matches!(co.unlink("/f").await, Err(DriveError::ReadOnly { .. })));
-    assert!(matches!(co.mkdir("/x", WriteOptions::default()).await, Err(DriveError::ReadOnly { .. })));
+    assert!(matches!(
+        co.unlink("/f").await,
+        Err(DriveError::ReadOnly { .. })
+    ));
+    assert!(matches!(
+        co.mkdir("/x", WriteOptions::default()).await,
+        Err(DriveError::ReadOnly { .. })
+    ));
     assert_eq!(co.read_file("/f").await.unwrap(), b"1");
     // A drive opened by key through another provider sees the same data.
     let other = Arc::new(MemoryProvider::new([9; 32]));
     other.insert(d.metadata_feed().clone());
     other.insert(d.content_feed().clone());
-    let ro = Drive::open(other.clone(), &d.key(), DriveOptions::default()).await.unwrap();
+    let ro = Drive::open(other.clone(), &d.key(), DriveOptions::default())
+        .await
+        .unwrap();
     assert_eq!(ro.read_file("/f").await.unwrap(), b"1");
 }
 
@@ -292,10 +446,18 @@ async fn watch_diff_and_tags() {
     let v0 = d.version();
     let d2 = d.clone();
     let waiter = tokio::spawn(async move { d2.watch(v0, std::time::Duration::from_secs(5)).await });
-    d.write_file("/a", b"1", WriteOptions::default()).await.unwrap();
+    d.write_file("/a", b"1", WriteOptions::default())
+        .await
+        .unwrap();
     assert_eq!(waiter.await.unwrap(), Some(v0 + 1));
-    assert_eq!(d.watch(d.version(), std::time::Duration::from_millis(20)).await, None);
-    d.write_file("/b", b"2", WriteOptions::default()).await.unwrap();
+    assert_eq!(
+        d.watch(d.version(), std::time::Duration::from_millis(20))
+            .await,
+        None
+    );
+    d.write_file("/b", b"2", WriteOptions::default())
+        .await
+        .unwrap();
     d.unlink("/a").await.unwrap();
     let changes = d.diff(v0 + 1, d.version()).await.unwrap();
     let mut paths: Vec<(String, bool, bool)> = changes
@@ -303,11 +465,17 @@ async fn watch_diff_and_tags() {
         .map(|c| (c.path.clone(), c.before.is_some(), c.after.is_some()))
         .collect();
     paths.sort();
-    assert_eq!(paths, vec![("/a".into(), true, false), ("/b".into(), false, true)]);
+    assert_eq!(
+        paths,
+        vec![("/a".into(), true, false), ("/b".into(), false, true)]
+    );
     d.create_tag("one", v0 + 1).await.unwrap();
     assert_eq!(d.tag("one").await.unwrap(), v0 + 1);
     let co = d.checkout(d.tag("one").await.unwrap());
     assert_eq!(co.read_file("/a").await.unwrap(), b"1");
     d.delete_tag("one").await.unwrap();
-    assert!(matches!(d.tag("one").await, Err(DriveError::NotFound { .. })));
+    assert!(matches!(
+        d.tag("one").await,
+        Err(DriveError::NotFound { .. })
+    ));
 }

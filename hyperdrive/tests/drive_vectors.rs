@@ -55,10 +55,17 @@ async fn build() -> (Drive, Drive) {
 
     d.write_file("/empty.txt", b"", times()).await.unwrap();
     d.write_file("/one.txt", b"x", times()).await.unwrap();
-    d.write_file("/big.bin", &pattern(65537, 31, 7), times()).await.unwrap();
-    d.write_file("/huge.bin", &pattern(600000, 13, 1), times()).await.unwrap();
+    d.write_file("/big.bin", &pattern(65537, 31, 7), times())
+        .await
+        .unwrap();
+    d.write_file("/huge.bin", &pattern(600000, 13, 1), times())
+        .await
+        .unwrap();
     d.mkdir("/dir", times()).await.unwrap();
-    assert!(matches!(d.mkdir("/dir", times()).await, Err(DriveError::Exists { .. })));
+    assert!(matches!(
+        d.mkdir("/dir", times()).await,
+        Err(DriveError::Exists { .. })
+    ));
     assert_eq!(v(&d), 6);
     let a = WriteOptions {
         uid: 1000,
@@ -67,46 +74,74 @@ async fn build() -> (Drive, Drive) {
         ..times()
     };
     d.write_file("/dir/a.txt", b"alpha", a).await.unwrap();
-    d.write_file("/dir/sub/deep/file.txt", b"deep", times()).await.unwrap();
-    d.write_file("/dir/sub/b.txt", b"bravo", times()).await.unwrap();
+    d.write_file("/dir/sub/deep/file.txt", b"deep", times())
+        .await
+        .unwrap();
+    d.write_file("/dir/sub/b.txt", b"bravo", times())
+        .await
+        .unwrap();
     let e = WriteOptions {
         mode: 0o700,
         ..times()
     };
     d.mkdir("/dir/emptydir", e).await.unwrap();
-    assert!(matches!(d.rmdir("/dir/sub").await, Err(DriveError::NotEmpty { .. })));
+    assert!(matches!(
+        d.rmdir("/dir/sub").await,
+        Err(DriveError::NotEmpty { .. })
+    ));
     d.rmdir("/dir/emptydir").await.unwrap();
-    d.write_file("/gone.txt", b"temporary", times()).await.unwrap();
+    d.write_file("/gone.txt", b"temporary", times())
+        .await
+        .unwrap();
     d.unlink("/gone.txt").await.unwrap();
-    assert!(matches!(d.unlink("/gone.txt").await, Err(DriveError::NotFound { .. })));
+    assert!(matches!(
+        d.unlink("/gone.txt").await,
+        Err(DriveError::NotFound { .. })
+    ));
     assert_eq!(v(&d), 13);
     d.symlink("one.txt", "/link-rel").await.unwrap();
     d.symlink("/dir/sub", "/link-abs-dir").await.unwrap();
     d.symlink("/nowhere", "/link-dangling").await.unwrap();
-    d.set_xattr("/one.txt", "user.color", b"blue").await.unwrap();
+    d.set_xattr("/one.txt", "user.color", b"blue")
+        .await
+        .unwrap();
     d.set_xattr("/one.txt", "user.size", b"L").await.unwrap();
     d.remove_xattr("/one.txt", "user.size").await.unwrap();
     assert_eq!(v(&d), 19);
-    s.write_file("/hello.txt", b"hello from second", times()).await.unwrap();
+    s.write_file("/hello.txt", b"hello from second", times())
+        .await
+        .unwrap();
     s.write_file("/nested/x.txt", b"x2", times()).await.unwrap();
     assert_eq!(v(&s), 3);
     let sk = s.key();
-    d.mount("/mnt", &sk, None, WriteOptions::default()).await.unwrap();
-    d.mount("/mnt-v", &sk, Some(2), WriteOptions::default()).await.unwrap();
+    d.mount("/mnt", &sk, None, WriteOptions::default())
+        .await
+        .unwrap();
+    d.mount("/mnt-v", &sk, Some(2), WriteOptions::default())
+        .await
+        .unwrap();
     assert_eq!(v(&d), 23);
-    d.write_file("/mnt/through.txt", b"via mount", times()).await.unwrap();
+    d.write_file("/mnt/through.txt", b"via mount", times())
+        .await
+        .unwrap();
     assert_eq!((v(&d), v(&s)), (23, 4));
-    d.mount("/mnt-tmp", &sk, None, WriteOptions::default()).await.unwrap();
+    d.mount("/mnt-tmp", &sk, None, WriteOptions::default())
+        .await
+        .unwrap();
     d.unmount("/mnt-tmp").await.unwrap();
     assert_eq!(v(&d), 27);
     // The promise API's bug stores varint(undefined) = 10 zero bytes.
     d.put_tag_value("t1", vec![0; 10]).await.unwrap();
     d.create_tag("t2", d.version()).await.unwrap();
-    d.mount("/mnt-unlinked", &sk, None, WriteOptions::default()).await.unwrap();
+    d.mount("/mnt-unlinked", &sk, None, WriteOptions::default())
+        .await
+        .unwrap();
     d.unlink("/mnt-unlinked").await.unwrap();
     assert_eq!(v(&d), 32);
     d.copy("/one.txt", "/one-copy.txt").await.unwrap();
-    d.write_file("/trunc.txt", b"0123456789", times()).await.unwrap();
+    d.write_file("/trunc.txt", b"0123456789", times())
+        .await
+        .unwrap();
     d.truncate("/trunc.txt", 4).await.unwrap();
     assert_eq!(v(&d), 35);
     // truncate('/one-copy.txt', 0): a no-op in the reference, skipped (see below).
@@ -166,7 +201,9 @@ async fn build() -> (Drive, Drive) {
 
 fn feed_blocks(d: &Arc<hyperdrive::protocol::replicate::SharedFeed>) -> Vec<Vec<u8>> {
     let mut st = d.lock();
-    (0..st.feed.len()).map(|i| st.feed.get(i).unwrap()).collect()
+    (0..st.feed.len())
+        .map(|i| st.feed.get(i).unwrap())
+        .collect()
 }
 
 fn check_blocks(name: &str, got: &[Vec<u8>], want: &Value) {
@@ -177,7 +214,9 @@ fn check_blocks(name: &str, got: &[Vec<u8>], want: &Value) {
             hex::encode(&got[i]),
             w["hex"].as_str().unwrap(),
             "{name}: block {i} ({})",
-            w.get("node").map(|n| n["key"].to_string()).unwrap_or_default()
+            w.get("node")
+                .map(|n| n["key"].to_string())
+                .unwrap_or_default()
         );
     }
 }
@@ -195,11 +234,18 @@ fn check_content(name: &str, got: &[Vec<u8>], want: &Value) {
     assert_eq!(total, want["byteLength"].as_u64().unwrap());
     for (i, w) in want["blocks"].as_array().unwrap().iter().enumerate() {
         if let Some(h) = w.get("hex") {
-            assert_eq!(hex::encode(&got[i]), h.as_str().unwrap(), "{name}: block {i}");
+            assert_eq!(
+                hex::encode(&got[i]),
+                h.as_str().unwrap(),
+                "{name}: block {i}"
+            );
         } else {
             let b = &got[i];
             assert_eq!(hex::encode(&b[..16]), w["first16"].as_str().unwrap());
-            assert_eq!(hex::encode(&b[b.len() - 16..]), w["last16"].as_str().unwrap());
+            assert_eq!(
+                hex::encode(&b[b.len() - 16..]),
+                w["last16"].as_str().unwrap()
+            );
         }
     }
 }
@@ -216,16 +262,34 @@ async fn drive_blocks_match_the_reference() {
     let v = vectors();
     let dv = &v["drive"];
     let (d, s) = build().await;
-    assert_eq!(hex::encode(d.key()), dv["keys"]["metadata"]["publicKey"].as_str().unwrap());
+    assert_eq!(
+        hex::encode(d.key()),
+        dv["keys"]["metadata"]["publicKey"].as_str().unwrap()
+    );
     assert_eq!(
         hex::encode(d.content_feed().key()),
         dv["keys"]["content"]["publicKey"].as_str().unwrap()
     );
-    assert_eq!(hex::encode(s.key()), dv["keys"]["secondMetadata"]["publicKey"].as_str().unwrap());
-    check_blocks("metadata", &feed_blocks(d.metadata_feed()), &dv["metadataBlocks"]);
-    check_blocks("second metadata", &feed_blocks(s.metadata_feed()), &dv["secondMetadataBlocks"]);
+    assert_eq!(
+        hex::encode(s.key()),
+        dv["keys"]["secondMetadata"]["publicKey"].as_str().unwrap()
+    );
+    check_blocks(
+        "metadata",
+        &feed_blocks(d.metadata_feed()),
+        &dv["metadataBlocks"],
+    );
+    check_blocks(
+        "second metadata",
+        &feed_blocks(s.metadata_feed()),
+        &dv["secondMetadataBlocks"],
+    );
     check_content("content", &feed_blocks(d.content_feed()), &dv["content"]);
-    check_content("second content", &feed_blocks(s.content_feed()), &dv["secondContent"]);
+    check_content(
+        "second content",
+        &feed_blocks(s.content_feed()),
+        &dv["secondContent"],
+    );
     for (name, feed) in [
         ("metadata", d.metadata_feed()),
         ("content", d.content_feed()),
@@ -249,20 +313,44 @@ async fn drive_blocks_match_the_reference() {
 fn stat_matches(path: &str, got: &Stat, want: &Value, implicit_dir: bool) {
     let mode = u32::from_str_radix(want["modeOctal"].as_str().unwrap(), 8).unwrap();
     assert_eq!(got.mode, mode, "{path}: mode");
-    assert_eq!(u64::from(got.uid), want["uid"].as_u64().unwrap(), "{path}: uid");
+    assert_eq!(
+        u64::from(got.uid),
+        want["uid"].as_u64().unwrap(),
+        "{path}: uid"
+    );
     assert_eq!(got.mtime, want["mtime"].as_u64().unwrap(), "{path}: mtime");
     assert_eq!(got.ctime, want["ctime"].as_u64().unwrap(), "{path}: ctime");
     if implicit_dir {
         // §8.4: the reference copies a descendant's size/blocks/offset; we report an
         // empty directory.
-        assert_eq!((got.size, got.blocks, got.linkname.as_deref()), (0, 0, None), "{path}");
+        assert_eq!(
+            (got.size, got.blocks, got.linkname.as_deref()),
+            (0, 0, None),
+            "{path}"
+        );
         return;
     }
     assert_eq!(got.size, want["size"].as_u64().unwrap(), "{path}: size");
-    assert_eq!(got.blocks, want["blocks"].as_u64().unwrap(), "{path}: blocks");
-    assert_eq!(got.offset, want["offset"].as_u64().unwrap(), "{path}: offset");
-    assert_eq!(got.byte_offset, want["byteOffset"].as_u64().unwrap(), "{path}: byteOffset");
-    assert_eq!(got.linkname.as_deref(), want["linkname"].as_str(), "{path}: linkname");
+    assert_eq!(
+        got.blocks,
+        want["blocks"].as_u64().unwrap(),
+        "{path}: blocks"
+    );
+    assert_eq!(
+        got.offset,
+        want["offset"].as_u64().unwrap(),
+        "{path}: offset"
+    );
+    assert_eq!(
+        got.byte_offset,
+        want["byteOffset"].as_u64().unwrap(),
+        "{path}: byteOffset"
+    );
+    assert_eq!(
+        got.linkname.as_deref(),
+        want["linkname"].as_str(),
+        "{path}: linkname"
+    );
     match (&got.mount, want["mount"].as_object()) {
         (None, None) => {}
         (Some(m), Some(w)) => {
@@ -288,7 +376,13 @@ fn stat_matches(path: &str, got: &Stat, want: &Value, implicit_dir: bool) {
 }
 
 /// Paths whose reference stat is an implicit directory built from a descendant.
-const IMPLICIT: &[&str] = &["/dir/sub", "/dir/sub/deep", "/mnt/nested", "/link-abs-dir", "/mnt-unlinked"];
+const IMPLICIT: &[&str] = &[
+    "/dir/sub",
+    "/dir/sub/deep",
+    "/mnt/nested",
+    "/link-abs-dir",
+    "/mnt-unlinked",
+];
 
 #[tokio::test]
 async fn drive_reads_match_the_reference() {
@@ -299,7 +393,11 @@ async fn drive_reads_match_the_reference() {
     for (kind, follow) in [("stat", true), ("lstat", false)] {
         for r in ex[kind].as_array().unwrap() {
             let path = r["path"].as_str().unwrap();
-            let got = if follow { d.stat(path).await } else { d.lstat(path).await };
+            let got = if follow {
+                d.stat(path).await
+            } else {
+                d.lstat(path).await
+            };
             if path == "/mnt-unlinked/hello.txt" {
                 // The reference reports a directory (hidden record of an unlinked
                 // mount); we report the file reached through it.
@@ -309,11 +407,15 @@ async fn drive_reads_match_the_reference() {
             }
             match r["error"].as_str() {
                 Some("ENOENT") => {
-                    assert!(matches!(got, Err(DriveError::NotFound { .. })), "{kind} {path}: {got:?}")
+                    assert!(
+                        matches!(got, Err(DriveError::NotFound { .. })),
+                        "{kind} {path}: {got:?}"
+                    )
                 }
                 Some(e) => panic!("unexpected error kind {e}"),
                 None => {
-                    let implicit = IMPLICIT.contains(&path) && !(path == "/link-abs-dir" && !follow);
+                    let implicit =
+                        IMPLICIT.contains(&path) && !(path == "/link-abs-dir" && !follow);
                     let got = got.unwrap_or_else(|e| panic!("{kind} {path}: {e}"));
                     stat_matches(path, &got, &r["stat"], implicit)
                 }
@@ -472,29 +574,53 @@ async fn drive_reads_match_the_reference() {
             .map(|x| x.as_str().unwrap().to_string())
             .collect();
         want.sort();
-        let got: Vec<String> = co.readdir("/", false).await.unwrap().into_iter().map(|e| e.name).collect();
+        let got: Vec<String> = co
+            .readdir("/", false)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         assert_eq!(got, want, "checkout {ver}");
         let one = co.read_file("/one.txt").await;
         match c["readOneTxt"].as_object() {
             Some(_) => check_bytes("/one.txt", &one.unwrap(), &c["readOneTxt"]),
             None => assert!(matches!(one, Err(DriveError::NotFound { .. }))),
         }
-        assert!(matches!(co.write_file("/x", b"", times()).await, Err(DriveError::ReadOnly { .. })));
+        assert!(matches!(
+            co.write_file("/x", b"", times()).await,
+            Err(DriveError::ReadOnly { .. })
+        ));
     }
     // A checkout opens mounts at their own versions (the reference reuses the parent's
     // version number): /mnt in an old checkout still reads the live mounted drive.
     let co = d.checkout(40);
-    assert_eq!(co.read_file("/mnt/through.txt").await.unwrap(), b"via mount");
+    assert_eq!(
+        co.read_file("/mnt/through.txt").await.unwrap(),
+        b"via mount"
+    );
     assert!(co.read_file("/mnt-v/through.txt").await.is_err());
 }
 
 fn check_bytes(path: &str, got: &[u8], want: &Value) {
-    assert_eq!(got.len() as u64, want["length"].as_u64().unwrap(), "{path}: length");
+    assert_eq!(
+        got.len() as u64,
+        want["length"].as_u64().unwrap(),
+        "{path}: length"
+    );
     if let Some(h) = want["hex"].as_str() {
         assert_eq!(hex::encode(got), h, "{path}");
     } else if !got.is_empty() {
-        assert_eq!(hex::encode(&got[..16]), want["first16"].as_str().unwrap(), "{path}");
-        assert_eq!(hex::encode(&got[got.len() - 16..]), want["last16"].as_str().unwrap(), "{path}");
+        assert_eq!(
+            hex::encode(&got[..16]),
+            want["first16"].as_str().unwrap(),
+            "{path}"
+        );
+        assert_eq!(
+            hex::encode(&got[got.len() - 16..]),
+            want["last16"].as_str().unwrap(),
+            "{path}"
+        );
     }
 }
 

@@ -106,7 +106,9 @@ struct Ctx {
     provider: Arc<dyn FeedProvider>,
     opts: DriveOptions,
     /// Live drives by metadata key: one content state (and append lock) per feed.
-    drives: Mutex<HashMap<[u8; 32], Drive>>,
+    /// Holds the parts, not a `Drive`, so there is no `Arc` cycle through `ctx` and the
+    /// feeds close when the last drive handle is dropped.
+    drives: Mutex<HashMap<[u8; 32], (Trie<FeedTrieStore>, Arc<Content>)>>,
 }
 
 struct Content {
@@ -220,8 +222,17 @@ impl Drive {
 
     async fn open_feed(ctx: Arc<Ctx>, feed: Arc<SharedFeed>) -> Result<Drive, DriveError> {
         let key = feed.key();
-        if let Some(d) = ctx.drives.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            return Ok(d.clone());
+        if let Some((trie, content)) = ctx
+            .drives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(Drive {
+                ctx: ctx.clone(),
+                trie: trie.clone(),
+                content: content.clone(),
+            });
         }
         let keyhex = hex::encode(key);
         let store = FeedTrieStore::new(feed.clone(), ctx.opts.timeout);
@@ -266,10 +277,21 @@ impl Drive {
             }),
         };
         let mut drives = ctx.drives.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(drives.entry(key).or_insert(drive).clone())
+        let (trie, content) = drives
+            .entry(key)
+            .or_insert((drive.trie.clone(), drive.content.clone()));
+        Ok(Drive {
+            ctx: ctx.clone(),
+            trie: trie.clone(),
+            content: content.clone(),
+        })
     }
 
-    async fn open_mounted(&self, key: &[u8; 32], version: Option<u64>) -> Result<Drive, DriveError> {
+    async fn open_mounted(
+        &self,
+        key: &[u8; 32],
+        version: Option<u64>,
+    ) -> Result<Drive, DriveError> {
         let feed = self.ctx.provider.feed_by_key(key)?;
         let d = Drive::open_feed(self.ctx.clone(), feed).await?;
         Ok(match version {
@@ -372,10 +394,14 @@ impl Drive {
                 reason: e.to_string(),
             }
         })?;
-        let mkey: [u8; 32] = rec.key.as_slice().try_into().map_err(|_| DriveError::Corrupt {
-            path: display(mount_path),
-            reason: "mount key is not 32 bytes".into(),
-        })?;
+        let mkey: [u8; 32] = rec
+            .key
+            .as_slice()
+            .try_into()
+            .map_err(|_| DriveError::Corrupt {
+                path: display(mount_path),
+                reason: "mount key is not 32 bytes".into(),
+            })?;
         let d = self.open_mounted(&mkey, rec.version).await?;
         Ok(Some((d, rec.local_path)))
     }
@@ -623,7 +649,9 @@ impl Drive {
                 _ => return Ok((st, owner, key)),
             }
         }
-        Err(DriveError::Loop { path: display(&key) })
+        Err(DriveError::Loop {
+            path: display(&key),
+        })
     }
 
     /// Stat without following a final symlink (implicit directories included).
@@ -667,7 +695,9 @@ impl Drive {
         let key = valid_key(path)?;
         let (st, _, dir) = self.stat_key(&key).await?;
         if !st.is_dir() {
-            return Err(DriveError::NotADirectory { path: display(&key) });
+            return Err(DriveError::NotADirectory {
+                path: display(&key),
+            });
         }
         let items = self.iterate(&dir, false, false, 0).await?;
         let mut names: BTreeMap<String, Option<Stat>> = BTreeMap::new();
@@ -675,7 +705,11 @@ impl Drive {
             if k == dir || node.value.is_none() || !is_within(&dir, &k) {
                 continue;
             }
-            let rel = if dir.is_empty() { &k[..] } else { &k[dir.len() + 1..] };
+            let rel = if dir.is_empty() {
+                &k[..]
+            } else {
+                &k[dir.len() + 1..]
+            };
             let Some(name) = rel.split('/').next().filter(|n| !n.is_empty()) else {
                 continue;
             };
@@ -726,7 +760,9 @@ impl Drive {
         let key = valid_key(path)?;
         let (stat, owner, key) = self.stat_key(&key).await?;
         if stat.is_dir() {
-            return Err(DriveError::IsADirectory { path: display(&key) });
+            return Err(DriveError::IsADirectory {
+                path: display(&key),
+            });
         }
         if stat.mount.as_ref().is_some_and(|m| m.hypercore) {
             return Err(DriveError::InvalidArgument {
@@ -850,7 +886,9 @@ impl Drive {
     pub async fn mkdir(&self, path: &str, opts: WriteOptions) -> Result<(), DriveError> {
         let key = valid_key(path)?;
         if key.is_empty() || self.find(&key, 0).await?.node.is_some() {
-            return Err(DriveError::Exists { path: display(&key) });
+            return Err(DriveError::Exists {
+                path: display(&key),
+            });
         }
         let (owner, _) = self.owner(&key).await?;
         let now = self.now();
@@ -872,7 +910,9 @@ impl Drive {
     pub async fn unlink(&self, path: &str) -> Result<(), DriveError> {
         let key = writable_key(path)?;
         if self.find(&key, 0).await?.node.is_none() {
-            return Err(DriveError::NotFound { path: display(&key) });
+            return Err(DriveError::NotFound {
+                path: display(&key),
+            });
         }
         self.del_node(&key, 0).await
     }
@@ -885,14 +925,20 @@ impl Drive {
             .iter()
             .any(|(k, n, _)| k != &key && n.value.is_some() && is_within(&key, k))
         {
-            return Err(DriveError::NotEmpty { path: display(&key) });
+            return Err(DriveError::NotEmpty {
+                path: display(&key),
+            });
         }
         let found = self.find(&key, 0).await?;
         let Some(node) = found.node else {
-            return Err(DriveError::NotFound { path: display(&key) });
+            return Err(DriveError::NotFound {
+                path: display(&key),
+            });
         };
         if !decode_stat(&key, &node)?.is_dir() {
-            return Err(DriveError::NotADirectory { path: display(&key) });
+            return Err(DriveError::NotADirectory {
+                path: display(&key),
+            });
         }
         self.del_node(&key, 0).await
     }
@@ -907,7 +953,9 @@ impl Drive {
             });
         }
         if self.find(&key, 0).await?.node.is_some() {
-            return Err(DriveError::Exists { path: display(&key) });
+            return Err(DriveError::Exists {
+                path: display(&key),
+            });
         }
         let st = Stat::symlink(&unixify(target), self.now());
         self.put_node(&key, st.encode(), 0, 0).await
@@ -922,7 +970,9 @@ impl Drive {
         let key = writable_key(path)?;
         let found = self.find(&key, 0).await?;
         let Some(node) = found.node else {
-            return Err(DriveError::NotFound { path: display(&key) });
+            return Err(DriveError::NotFound {
+                path: display(&key),
+            });
         };
         let mut st = decode_stat(&key, &node)?;
         change(&mut st);
@@ -958,7 +1008,9 @@ impl Drive {
     /// Removes extended attribute `name` (the key stays listed without a value, as in
     /// the reference's encoding).
     pub async fn remove_xattr(&self, path: &str, name: &str) -> Result<(), DriveError> {
-        self.update(path, |s| s.set_xattr(name, None)).await.map(|_| ())
+        self.update(path, |s| s.set_xattr(name, None))
+            .await
+            .map(|_| ())
     }
 
     /// Extended attributes with values (following symlinks).
@@ -988,7 +1040,9 @@ impl Drive {
             Err(e) => return Err(e),
         };
         if st.is_dir() {
-            return Err(DriveError::IsADirectory { path: display(&key) });
+            return Err(DriveError::IsADirectory {
+                path: display(&key),
+            });
         }
         let tpath = display(&target);
         if size == st.size {
@@ -1013,10 +1067,13 @@ impl Drive {
             return w.finish().await;
         }
         let mut data = h.read(0, st.size).await?;
-        data.resize(usize::try_from(size).map_err(|_| DriveError::InvalidArgument {
-            path: tpath.clone(),
-            reason: "size too large".into(),
-        })?, 0);
+        data.resize(
+            usize::try_from(size).map_err(|_| DriveError::InvalidArgument {
+                path: tpath.clone(),
+                reason: "size too large".into(),
+            })?,
+            0,
+        );
         let mut w = self.open_writer(&tpath, st).await?;
         w.write(&data).await?;
         w.finish().await
@@ -1029,7 +1086,9 @@ impl Drive {
         let fkey = valid_key(from)?;
         let (st, src_owner, _) = self.stat_key(&fkey).await?;
         if st.is_dir() {
-            return Err(DriveError::IsADirectory { path: display(&fkey) });
+            return Err(DriveError::IsADirectory {
+                path: display(&fkey),
+            });
         }
         if self.find(&tkey, 0).await?.node.is_some() {
             return Ok(());
@@ -1056,7 +1115,9 @@ impl Drive {
     ) -> Result<(), DriveError> {
         let pkey = writable_key(path)?;
         if self.find(&pkey, 0).await?.node.is_some() {
-            return Err(DriveError::Exists { path: display(&pkey) });
+            return Err(DriveError::Exists {
+                path: display(&pkey),
+            });
         }
         let mut drive = self.clone();
         let mut inner = pkey.clone();
@@ -1098,7 +1159,9 @@ impl Drive {
                 }
             }
         }
-        Err(DriveError::Loop { path: display(&pkey) })
+        Err(DriveError::Loop {
+            path: display(&pkey),
+        })
     }
 
     /// Removes the mount at `path` (both the record and the visible node).
@@ -1178,7 +1241,9 @@ impl Drive {
                     content: sub.content.feed.key(),
                 });
                 if out.len() > 10_000 {
-                    return Err(DriveError::Loop { path: display(&path) });
+                    return Err(DriveError::Loop {
+                        path: display(&path),
+                    });
                 }
                 sub.collect_mounts(&path, depth + 1, out).await?;
             }
@@ -1359,7 +1424,11 @@ impl FileHandle {
         }
         let mut acc = 0u64;
         for idx in st.offset..st.offset + st.blocks {
-            let b = self.content.get(idx, self.timeout).await.map_err(|e| self.fetch_err(e))?;
+            let b = self
+                .content
+                .get(idx, self.timeout)
+                .await
+                .map_err(|e| self.fetch_err(e))?;
             let len = b.len() as u64;
             if pos < acc + len {
                 return Ok((idx, pos - acc));
@@ -1390,7 +1459,11 @@ impl FileHandle {
                     reason: "file blocks are shorter than its size".into(),
                 });
             }
-            let b = self.content.get(idx, self.timeout).await.map_err(|e| self.fetch_err(e))?;
+            let b = self
+                .content
+                .get(idx, self.timeout)
+                .await
+                .map_err(|e| self.fetch_err(e))?;
             let s = usize::try_from(skip).unwrap_or(usize::MAX).min(b.len());
             let avail = &b[s..];
             let take = (avail.len() as u64).min(want) as usize;

@@ -19,4 +19,4 @@ pub use drive::{
 };
 pub use error::DriveError;
 pub use stat::{Stat, StatMount};
-pub use storage::{FeedProvider, FeedTrieStore, MemoryProvider};
+pub use storage::{DirProvider, FeedProvider, FeedTrieStore, MemoryProvider};

@@ -193,7 +193,8 @@ impl Stat {
                 (8, Field::Varint(v)) => st.mtime = v,
                 (9, Field::Varint(v)) => st.ctime = v,
                 (10, Field::Bytes(b)) => {
-                    let s = std::str::from_utf8(b).map_err(|_| DecodeError::Utf8("Stat.linkname"))?;
+                    let s =
+                        std::str::from_utf8(b).map_err(|_| DecodeError::Utf8("Stat.linkname"))?;
                     st.linkname = (!s.is_empty()).then(|| s.to_string());
                 }
                 (11, Field::Bytes(b)) => st.mount = Some(decode_mount(b)?),

@@ -142,3 +142,85 @@ impl TrieStore for FeedTrieStore {
         std::future::ready(res)
     }
 }
+
+/// Feeds in a corestore-5 folder on disk (the layout the reference's `Corestore(dir)`
+/// uses): cores created by name get a `name` file so either implementation re-derives
+/// their secret key on reopening. Open feeds are cached by key, so each core folder is
+/// opened once per provider.
+pub struct DirProvider {
+    store: crate::store::Corestore,
+    read_only: bool,
+    feeds: Mutex<HashMap<[u8; 32], Arc<SharedFeed>>>,
+}
+
+impl DirProvider {
+    /// A provider over `store`.
+    pub fn new(store: crate::store::Corestore) -> Self {
+        DirProvider {
+            store,
+            read_only: false,
+            feeds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A provider that never writes to the folder: feeds open without their secret
+    /// keys and nothing can be created by name.
+    pub fn read_only(store: crate::store::Corestore) -> Self {
+        DirProvider {
+            read_only: true,
+            ..DirProvider::new(store)
+        }
+    }
+
+    fn open(
+        &self,
+        mut loc: crate::store::CoreLocation,
+        write_name: bool,
+    ) -> Result<Arc<SharedFeed>, DriveError> {
+        let key = loc.keypair.public_bytes();
+        if self.read_only {
+            if !loc.paths.key.exists() {
+                return Err(DriveError::ReadOnly {
+                    path: loc.paths.dir.display().to_string(),
+                });
+            }
+            loc.keypair.secret = None;
+        }
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = feeds.get(&key) {
+            return Ok(f.clone());
+        }
+        let err = |reason: String| DriveError::Storage {
+            path: loc.paths.dir.display().to_string(),
+            reason,
+        };
+        if write_name && !loc.paths.key.exists() {
+            self.store
+                .write_name(&loc)
+                .map_err(|e| err(e.to_string()))?;
+        }
+        let feed = Feed::open_with_keypair(&loc.paths.dir, loc.keypair.clone())
+            .map_err(|e| err(e.to_string()))?;
+        let shared = SharedFeed::new(feed);
+        feeds.insert(key, shared.clone());
+        Ok(shared)
+    }
+}
+
+impl FeedProvider for DirProvider {
+    fn feed_by_name(&self, name: &str) -> Result<Arc<SharedFeed>, DriveError> {
+        let loc = self.store.locate_by_name(name.as_bytes());
+        self.open(loc, true)
+    }
+
+    fn feed_by_key(&self, key: &[u8; 32]) -> Result<Arc<SharedFeed>, DriveError> {
+        let loc = self
+            .store
+            .locate_by_key(key)
+            .map_err(|e| DriveError::Storage {
+                path: hex::encode(key),
+                reason: e.to_string(),
+            })?;
+        self.open(loc, false)
+    }
+}
