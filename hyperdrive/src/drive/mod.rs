@@ -7,16 +7,16 @@
 //! at the end of the file, implicit directories report a clean directory stat, checkouts
 //! open mounts at their own versions, and `truncate(path, 0)` empties the file.
 
-mod drive;
 mod error;
+mod ops;
 pub mod path;
 pub mod stat;
 pub mod storage;
 
-pub use drive::{
+pub use error::DriveError;
+pub use ops::{
     Change, DirEntry, Drive, DriveOptions, FileHandle, FileWriter, MountInfo, WriteOptions,
     MAX_BLOCK_SIZE, MAX_MOUNT_DEPTH, MAX_SYMLINK_FOLLOWS,
 };
-pub use error::DriveError;
 pub use stat::{Stat, StatMount};
 pub use storage::{DirProvider, FeedProvider, FeedTrieStore, MemoryProvider};

@@ -108,8 +108,11 @@ struct Ctx {
     /// Live drives by metadata key: one content state (and append lock) per feed.
     /// Holds the parts, not a `Drive`, so there is no `Arc` cycle through `ctx` and the
     /// feeds close when the last drive handle is dropped.
-    drives: Mutex<HashMap<[u8; 32], (Trie<FeedTrieStore>, Arc<Content>)>>,
+    drives: Mutex<HashMap<[u8; 32], DriveParts>>,
 }
+
+/// The per-feed state a drive handle is made of.
+type DriveParts = (Trie<FeedTrieStore>, Arc<Content>);
 
 struct Content {
     feed: Arc<SharedFeed>,
