@@ -103,7 +103,22 @@ impl Feed {
 
     /// Open a feed on any storage. With `kp`, a stored key must match it; without,
     /// the stored key is used (`CoreError::NoFeed` if there is none).
-    pub fn from_storage(mut storage: Storage, kp: Option<KeyPair>) -> Result<Feed> {
+    pub fn from_storage(storage: Storage, kp: Option<KeyPair>) -> Result<Feed> {
+        Self::open_storage(storage, kp, true)
+    }
+
+    /// Like [`Feed::from_storage`] with a key pair, but never writes `secret_key`: for
+    /// corestore cores, whose secret is re-derived from their `name` file and must not
+    /// touch the disk (a `secret_key` file already there is still read and checked).
+    pub fn from_storage_unpersisted_secret(storage: Storage, kp: KeyPair) -> Result<Feed> {
+        Self::open_storage(storage, Some(kp), false)
+    }
+
+    fn open_storage(
+        mut storage: Storage,
+        kp: Option<KeyPair>,
+        persist_secret: bool,
+    ) -> Result<Feed> {
         let stored_key = storage.read_key()?;
         let stored_secret = storage.read_secret_key()?;
         let corrupt = |storage: &Storage, kind: FileKind, reason: String| CoreError::Corrupt {
@@ -147,7 +162,7 @@ impl Feed {
         if stored_key.is_none() {
             storage.write_key(&keypair.public_bytes())?;
         }
-        if let Some(sk) = keypair.libsodium_secret() {
+        if let Some(sk) = keypair.libsodium_secret().filter(|_| persist_secret) {
             if stored_secret != Some(sk) {
                 storage.write_secret_key(&sk)?;
             }

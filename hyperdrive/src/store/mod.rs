@@ -1,18 +1,23 @@
 //! Many feeds in one folder, laid out and keyed as corestore 5 does it.
 //!
 //! This module owns the store root: the `master_key` file, key derivation from names, the
-//! `dk[0:2]/dk[2:4]/dk` core folders and their `name` files. It hands out paths and key
-//! pairs; opening a core's files is the [`crate::core::Feed`]'s job. A store written by the
-//! Node reference opens here and the other way round, so nothing here may invent a file or
-//! a name format corestore does not use (in particular, derived cores never get a
-//! `secret_key` file: their secret is re-derived from `name`).
+//! `dk[0:2]/dk[2:4]/dk` core folders and their `name` files, and the cache of open feeds
+//! (see [`open`]): one [`SharedFeed`](crate::protocol::replicate::SharedFeed) per core,
+//! shared by every user and every replication connection, with a bounded number of cores
+//! holding files open. A store written by the Node reference opens here and the other way
+//! round, so nothing here may invent a file or a name format corestore does not use (in
+//! particular, derived cores never get a `secret_key` file: their secret is re-derived
+//! from `name`).
 
 mod derive;
 mod layout;
+pub mod open;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::core::crypto::{discovery_key, KeyPair};
+use crate::core::CoreError;
 
 pub use derive::{
     content_name, derive_key_prefix, derive_keypair, derive_seed, namespace_name, CONTENT_SUFFIX,
@@ -43,13 +48,19 @@ pub enum StoreError {
         derived: String,
         expected: String,
     },
+    /// Opening or creating the core's feed failed (I/O, corrupt files, locked folder).
+    #[error(transparent)]
+    Core(#[from] CoreError),
 }
 
-/// A corestore-5 folder: its root and master key. Cheap to clone; holds no open files.
+/// A corestore-5 store: its root, master key and the cache of open feeds. Cheap to clone;
+/// clones share the cache (and so hand out the same feeds).
 #[derive(Clone)]
 pub struct Corestore {
+    /// Empty for an in-memory store.
     root: PathBuf,
     master_key: [u8; 32],
+    cache: Arc<open::Cache>,
 }
 
 impl std::fmt::Debug for Corestore {
@@ -82,7 +93,7 @@ impl Corestore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         let master_key = load_or_create_master_key(&root)?;
-        Ok(Corestore { root, master_key })
+        Ok(Self::with_master_key(root, master_key))
     }
 
     /// A store at `root` with a given master key (corestore's `opts.masterKey`); the
@@ -91,11 +102,29 @@ impl Corestore {
         Corestore {
             root: root.into(),
             master_key,
+            cache: Arc::new(open::Cache::new(false)),
         }
     }
 
+    /// A store whose cores live in memory only (tests, scratch drives). Nothing is
+    /// written anywhere; cores are never closed while the store lives, because closing
+    /// would lose them.
+    pub fn in_memory(master_key: [u8; 32]) -> Self {
+        Corestore {
+            root: PathBuf::new(),
+            master_key,
+            cache: Arc::new(open::Cache::new(true)),
+        }
+    }
+
+    /// The store folder (empty for an in-memory store).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether cores live in memory only.
+    pub fn is_in_memory(&self) -> bool {
+        self.cache.in_memory()
     }
 
     pub fn master_key(&self) -> &[u8; 32] {

@@ -10,6 +10,7 @@
 mod del;
 mod diff;
 pub mod extension;
+pub mod feed_store;
 mod get;
 pub mod hash;
 mod history;
@@ -91,6 +92,14 @@ pub enum TrieError {
     /// The underlying feed failed.
     #[error("store error: {0}")]
     Store(String),
+    /// Block `seq` is not local and no peer delivered it in time.
+    #[error("block {seq} did not arrive within {ms} ms")]
+    Timeout {
+        /// Block index.
+        seq: u64,
+        /// How long the read waited.
+        ms: u64,
+    },
     /// The trie's pointers are inconsistent (a pointer leads to a reset marker where a
     /// keyed node is required).
     #[error("corrupt trie at block {seq}: {reason}")]
