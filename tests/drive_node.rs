@@ -331,7 +331,7 @@ async fn reference_reads_a_drive_rust_built() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let expected_keys = {
-        let provider = Arc::new(DirProvider::new(Corestore::with_master_key(&dir, MASTER)));
+        let provider = Arc::new(Corestore::with_master_key(&dir, MASTER));
         let d = Drive::named(provider, "default", DriveOptions::default())
             .await
             .unwrap();
@@ -363,4 +363,15 @@ async fn reference_reads_a_drive_rust_built() {
         hex::encode(second)
     );
     assert_same(&ours, &node["expect"]);
+
+    // Reopened from the folder (after Node closed it), the drive is writable again.
+    let provider = Arc::new(Corestore::with_master_key(&dir, MASTER));
+    let d = Drive::open(provider, &key, DriveOptions::default())
+        .await
+        .unwrap();
+    assert!(d.writable());
+    d.write_file("/after.txt", b"later", WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(d.read_file("/mnt/inner.txt").await.unwrap(), b"inside");
 }

@@ -479,3 +479,46 @@ async fn watch_diff_and_tags() {
         Err(DriveError::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn missing_remote_blocks_time_out() {
+    let store = hyperdrive::store::Corestore::in_memory([3; 32]);
+    let opts = DriveOptions {
+        timeout: std::time::Duration::from_millis(50),
+        ..Default::default()
+    };
+    // Not a curve point: a typed error.
+    let r = Drive::open(Arc::new(store.clone()), &[0x42; 32], opts.clone()).await;
+    assert!(
+        matches!(r, Err(DriveError::Storage { .. })),
+        "{:?}",
+        r.err()
+    );
+    // An unknown key: no header block arrives.
+    let unknown = hyperdrive::core::KeyPair::generate().public_bytes();
+    let r = Drive::open(Arc::new(store.clone()), &unknown, opts.clone()).await;
+    assert!(
+        matches!(r, Err(DriveError::Timeout { .. })),
+        "{:?}",
+        r.err()
+    );
+    // A replica holding only the header and the first node: reading content times out.
+    let d = Drive::named(Arc::new(store), "default", opts.clone())
+        .await
+        .unwrap();
+    d.write_file("/f", b"data", WriteOptions::default())
+        .await
+        .unwrap();
+    let other = Arc::new(MemoryProvider::new([4; 32]));
+    other.insert(d.metadata_feed().clone());
+    let empty_content =
+        hyperdrive::protocol::replicate::SharedFeed::new(hyperdrive::core::Feed::in_memory(
+            hyperdrive::core::KeyPair::from_public(&d.content_feed().key()).unwrap(),
+        ));
+    other.insert(empty_content);
+    let ro = Drive::open(other, &d.key(), opts).await.unwrap();
+    assert_eq!(ro.stat("/f").await.unwrap().size, 4);
+    let r = ro.read_file("/f").await;
+    assert!(matches!(r, Err(DriveError::Timeout { .. })), "{r:?}");
+    assert_eq!(r.unwrap_err().errno(), 110);
+}

@@ -110,7 +110,7 @@ impl DriveError {
         let path = path.to_string();
         match e {
             TrieError::NotWritable => DriveError::ReadOnly { path },
-            TrieError::Store(s) if s.starts_with("timeout") => DriveError::Timeout { path },
+            TrieError::Timeout { .. } => DriveError::Timeout { path },
             TrieError::Decode { .. } | TrieError::Corrupt { .. } => DriveError::Corrupt {
                 path,
                 reason: e.to_string(),

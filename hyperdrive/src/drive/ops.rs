@@ -238,7 +238,7 @@ impl Drive {
             });
         }
         let keyhex = hex::encode(key);
-        let store = FeedTrieStore::new(feed.clone(), ctx.opts.timeout);
+        let store = FeedTrieStore::with_timeout(feed.clone(), ctx.opts.timeout);
         let writable = feed.lock().feed.writable();
         let (trie, content_feed) = if feed.is_empty() && writable {
             let content = ctx.provider.feed_by_name(&content_name(&key))?;
@@ -254,6 +254,10 @@ impl Drive {
             .map_err(|e| DriveError::from_trie(&keyhex, e))?;
             (trie, content)
         } else {
+            if !writable {
+                // A remote (sparse, live) drive: learn new lengths as peers announce them.
+                feed.set_track_length(true);
+            }
             let trie = Trie::open(store, TrieOptions::default())
                 .await
                 .map_err(|e| DriveError::from_trie(&keyhex, e))?;

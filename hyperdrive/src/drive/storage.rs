@@ -5,14 +5,11 @@
 //! [`SharedFeed`] so connections can serve and fetch its blocks.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::core::{Feed, KeyPair};
-use crate::protocol::replicate::{FetchError, SharedFeed};
+use crate::protocol::replicate::SharedFeed;
 use crate::store::derive_keypair;
-use crate::trie::{TrieError, TrieStore};
 
 use super::DriveError;
 
@@ -79,69 +76,8 @@ impl FeedProvider for MemoryProvider {
     }
 }
 
-/// A [`TrieStore`] over a shared feed, with a bounded wait for missing blocks.
-#[derive(Clone)]
-pub struct FeedTrieStore {
-    feed: Arc<SharedFeed>,
-    timeout: Duration,
-}
-
-impl FeedTrieStore {
-    /// Wraps `feed`; block reads wait at most `timeout`.
-    pub fn new(feed: Arc<SharedFeed>, timeout: Duration) -> Self {
-        FeedTrieStore { feed, timeout }
-    }
-
-    /// The feed.
-    pub fn feed(&self) -> &Arc<SharedFeed> {
-        &self.feed
-    }
-}
-
-fn fetch_to_trie(seq: u64, e: FetchError) -> TrieError {
-    match e {
-        FetchError::Timeout { .. } => TrieError::Store(format!("timeout fetching block {seq}")),
-        FetchError::Core(c) => TrieError::Store(c.to_string()),
-    }
-}
-
-impl TrieStore for FeedTrieStore {
-    fn len(&self) -> u64 {
-        self.feed.len()
-    }
-
-    fn has(&self, seq: u64) -> bool {
-        self.feed.has(seq)
-    }
-
-    fn writable(&self) -> bool {
-        self.feed.lock().feed.writable()
-    }
-
-    fn get(&self, seq: u64) -> impl Future<Output = Result<Vec<u8>, TrieError>> + Send {
-        let feed = self.feed.clone();
-        let timeout = self.timeout;
-        async move {
-            if seq >= feed.len() && !feed.has(seq) {
-                return Err(TrieError::BlockMissing { seq });
-            }
-            feed.get(seq, timeout)
-                .await
-                .map_err(|e| fetch_to_trie(seq, e))
-        }
-    }
-
-    fn append(&self, blocks: Vec<Vec<u8>>) -> impl Future<Output = Result<u64, TrieError>> + Send {
-        let res = (|| {
-            let first = self.feed.len();
-            self.feed
-                .append_batch(&blocks)
-                .map_err(|e| TrieError::Store(e.to_string()))?;
-            Ok(first)
-        })();
-        std::future::ready(res)
-    }
-}
+/// The trie store drives use: a shared feed with bounded waits for missing blocks.
+pub type FeedTrieStore = crate::trie::feed_store::FeedStore;
 
 /// Feeds in a corestore-5 folder on disk (the layout the reference's `Corestore(dir)`
 /// uses): cores created by name get a `name` file so either implementation re-derives
@@ -222,5 +158,25 @@ impl FeedProvider for DirProvider {
                 reason: e.to_string(),
             })?;
         self.open(loc, false)
+    }
+}
+
+fn store_err(what: &str, e: crate::store::StoreError) -> DriveError {
+    DriveError::Storage {
+        path: what.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// The corestore (on disk or in memory) hands out the feeds; its cache makes every
+/// drive, mount and connection share one [`SharedFeed`] per core.
+impl FeedProvider for crate::store::Corestore {
+    fn feed_by_name(&self, name: &str) -> Result<Arc<SharedFeed>, DriveError> {
+        self.get_by_name(name).map_err(|e| store_err(name, e))
+    }
+
+    fn feed_by_key(&self, key: &[u8; 32]) -> Result<Arc<SharedFeed>, DriveError> {
+        self.get_by_key(key)
+            .map_err(|e| store_err(&hex::encode(key), e))
     }
 }
