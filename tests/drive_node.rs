@@ -375,3 +375,107 @@ async fn reference_reads_a_drive_rust_built() {
         .unwrap();
     assert_eq!(d.read_file("/mnt/inner.txt").await.unwrap(), b"inside");
 }
+
+/// Stretch: the reference serves its drive over TCP; Rust replicates it sparsely into an
+/// in-memory corestore, learning the content key from the header and opening the
+/// mounted drive's feeds on demand, and every answer agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_reads_a_drive_the_reference_serves_over_tcp() {
+    use hyperdrive::protocol::driver::{
+        replicate, shutdown_channel, ConnectionStats, FeedSource, ReplicateOptions,
+    };
+    use std::time::Duration;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let mut seed = spawn_node(
+        &js_script("drive-serve.js"),
+        &[dir.to_str().unwrap().to_string(), hex::encode(MASTER)],
+    );
+    let info = seed.next_json(Duration::from_secs(120));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], json_u64(&info, "port") as u16));
+    let socket = hyperdrive::protocol::net::connect_with_retry(addr, Duration::from_secs(30))
+        .await
+        .expect("node listens");
+    let reader = Corestore::in_memory([8; 32]);
+    let src: Arc<dyn FeedSource> = Arc::new(reader.clone());
+    let (stop_tx, stop) = shutdown_channel();
+    let conn = tokio::spawn(replicate(
+        socket,
+        true,
+        src,
+        ReplicateOptions::default(),
+        Arc::new(ConnectionStats::default()),
+        stop,
+    ));
+    let opts = DriveOptions {
+        timeout: Duration::from_secs(20),
+        ..Default::default()
+    };
+    let d = Drive::open(Arc::new(reader.clone()), &key32(&info["key"]), opts)
+        .await
+        .unwrap();
+    let version = info["version"].as_u64().unwrap();
+    assert_eq!(
+        d.metadata_feed()
+            .wait_for_length(version, Duration::from_secs(20))
+            .await,
+        version
+    );
+    let versions: Vec<u64> = info["checkoutVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let ours = describe(&d.checkout(version), &versions).await;
+    assert_same(&ours, &info["expect"]);
+    let _ = stop_tx.send(true);
+    let _ = conn.await;
+    seed.terminate(Duration::from_secs(5));
+}
+
+/// Stretch, reverse: Rust builds and serves the drive over TCP; the reference clones it
+/// sparsely and every answer agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_reads_a_drive_rust_serves_over_tcp() {
+    use hyperdrive::protocol::driver::{FeedSource, ReplicateOptions};
+    use hyperdrive::protocol::net::Listener;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Corestore::with_master_key(tmp.path().join("rust"), MASTER);
+    let d = Drive::named(Arc::new(store.clone()), "default", DriveOptions::default())
+        .await
+        .unwrap();
+    let s = d.sibling("second").await.unwrap();
+    build(&d, &s).await;
+    let versions = [2, 14, d.version()];
+    let ours = describe(&d, &versions).await;
+
+    let src: Arc<dyn FeedSource> = Arc::new(store.clone());
+    let listener = Listener::bind(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        src,
+        ReplicateOptions::default(),
+    )
+    .await
+    .unwrap();
+    let args = vec![
+        tmp.path().join("node").to_str().unwrap().to_string(),
+        hex::encode(d.key()),
+        listener.local_addr.port().to_string(),
+        format!("2,14,{}", d.version()),
+    ];
+    let node = tokio::task::spawn_blocking(move || {
+        run_node_json(&js_script("drive-clone.js"), &args, DEFAULT_TIMEOUT)
+    })
+    .await
+    .unwrap();
+    assert_eq!(node["version"].as_u64().unwrap(), d.version());
+    assert_eq!(
+        node["contentKey"].as_str().unwrap(),
+        hex::encode(d.content_feed().key())
+    );
+    assert_same(&ours, &node["expect"]);
+    listener.close();
+}
