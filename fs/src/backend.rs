@@ -66,7 +66,10 @@ pub enum WriteSource {
     Bytes(Vec<u8>),
     /// A scratch file; read `len` bytes from position 0 with positional reads
     /// (`FileExt::read_at`), not through the shared cursor.
-    File { file: std::fs::File, len: u64 },
+    File {
+        file: std::fs::File,
+        len: u64,
+    },
 }
 
 impl WriteSource {
@@ -164,8 +167,11 @@ pub trait Backend: Send + Sync + 'static {
         value: &[u8],
     ) -> impl Future<Output = Result<(), FsError>> + Send;
     /// `NoAttr` if unset.
-    fn removexattr(&self, path: &str, name: &str)
-        -> impl Future<Output = Result<(), FsError>> + Send;
+    fn removexattr(
+        &self,
+        path: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), FsError>> + Send;
 }
 
 /// Joins a directory path and one component.
@@ -197,5 +203,98 @@ mod tests {
         assert_eq!(split("/a"), ("/", "a"));
         assert_eq!(split("/a/b/c"), ("/a/b", "c"));
         assert_eq!(split("/"), ("/", ""));
+    }
+}
+
+/// A shared backend is a backend (tests keep a handle to inspect what was written).
+impl<B: Backend> Backend for std::sync::Arc<B> {
+    fn stat(&self, path: &str) -> impl Future<Output = Result<Attr, FsError>> + Send {
+        (**self).stat(path)
+    }
+    fn readdir(&self, path: &str) -> impl Future<Output = Result<Vec<DirEntry>, FsError>> + Send {
+        (**self).readdir(path)
+    }
+    fn read(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u32,
+    ) -> impl Future<Output = Result<Vec<u8>, FsError>> + Send {
+        (**self).read(path, offset, len)
+    }
+    fn readlink(&self, path: &str) -> impl Future<Output = Result<String, FsError>> + Send {
+        (**self).readlink(path)
+    }
+    fn getxattr(
+        &self,
+        path: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, FsError>> + Send {
+        (**self).getxattr(path, name)
+    }
+    fn listxattr(&self, path: &str) -> impl Future<Output = Result<Vec<String>, FsError>> + Send {
+        (**self).listxattr(path)
+    }
+    fn statfs(&self) -> impl Future<Output = Result<StatFs, FsError>> + Send {
+        (**self).statfs()
+    }
+    fn version(&self) -> u64 {
+        (**self).version()
+    }
+    fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        (**self).watch()
+    }
+    fn writable(&self) -> bool {
+        (**self).writable()
+    }
+    fn write_file(
+        &self,
+        path: &str,
+        contents: WriteSource,
+        mode: u32,
+        mtime: SystemTime,
+    ) -> impl Future<Output = Result<(), FsError>> + Send {
+        (**self).write_file(path, contents, mode, mtime)
+    }
+    fn mkdir(&self, path: &str, mode: u32) -> impl Future<Output = Result<(), FsError>> + Send {
+        (**self).mkdir(path, mode)
+    }
+    fn unlink(&self, path: &str) -> impl Future<Output = Result<(), FsError>> + Send {
+        (**self).unlink(path)
+    }
+    fn rmdir(&self, path: &str) -> impl Future<Output = Result<(), FsError>> + Send {
+        (**self).rmdir(path)
+    }
+    fn symlink(
+        &self,
+        target: &str,
+        path: &str,
+    ) -> impl Future<Output = Result<(), FsError>> + Send {
+        (**self).symlink(target, path)
+    }
+    fn rename(&self, from: &str, to: &str) -> impl Future<Output = Result<(), FsError>> + Send {
+        (**self).rename(from, to)
+    }
+    fn set_attr(
+        &self,
+        path: &str,
+        changes: SetAttr,
+    ) -> impl Future<Output = Result<(), FsError>> + Send {
+        (**self).set_attr(path, changes)
+    }
+    fn setxattr(
+        &self,
+        path: &str,
+        name: &str,
+        value: &[u8],
+    ) -> impl Future<Output = Result<(), FsError>> + Send {
+        (**self).setxattr(path, name, value)
+    }
+    fn removexattr(
+        &self,
+        path: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), FsError>> + Send {
+        (**self).removexattr(path, name)
     }
 }

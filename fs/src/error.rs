@@ -187,11 +187,20 @@ mod tests {
     }
     #[test]
     fn name_too_long() {
-        assert_eq!(errno(&FsError::NameTooLong { path: p() }), libc::ENAMETOOLONG);
+        assert_eq!(
+            errno(&FsError::NameTooLong { path: p() }),
+            libc::ENAMETOOLONG
+        );
     }
     #[test]
     fn range() {
-        assert_eq!(errno(&FsError::Range { path: p(), limit: 4 }), libc::ERANGE);
+        assert_eq!(
+            errno(&FsError::Range {
+                path: p(),
+                limit: 4
+            }),
+            libc::ERANGE
+        );
     }
     #[test]
     fn stale() {

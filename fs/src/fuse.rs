@@ -318,7 +318,10 @@ impl<B: Backend> Shared<B> {
     fn add_handle(&self, path: &str, write: Option<WriteState>) -> Result<u64, FsError> {
         let mut handles = lock(&self.handles);
         if handles.len() >= MAX_HANDLES {
-            return Err(FsError::io(path, std::io::Error::from_raw_os_error(libc::ENFILE)));
+            return Err(FsError::io(
+                path,
+                std::io::Error::from_raw_os_error(libc::ENFILE),
+            ));
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let dirty = write.as_ref().is_some_and(|w| w.dirty);
@@ -357,9 +360,7 @@ impl<B: Backend> Shared<B> {
             while len < attr.size {
                 let want = u32::try_from((attr.size - len).min(u64::from(COPY_CHUNK)))
                     .unwrap_or(COPY_CHUNK);
-                let chunk = self
-                    .timed(path, self.backend.read(path, len, want))
-                    .await?;
+                let chunk = self.timed(path, self.backend.read(path, len, want)).await?;
                 if chunk.is_empty() {
                     break;
                 }
@@ -780,7 +781,11 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
         reply: ReplyEntry,
     ) {
         // Hyperdrive 10 has no hard links.
-        reply.error(if self.read_only() { erofs() } else { libc::EPERM });
+        reply.error(if self.read_only() {
+            erofs()
+        } else {
+            libc::EPERM
+        });
     }
 
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
@@ -805,7 +810,11 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
             .await;
             match r {
                 Ok(fh) => {
-                    let keep = if s.opts.immutable { FOPEN_KEEP_CACHE } else { 0 };
+                    let keep = if s.opts.immutable {
+                        FOPEN_KEEP_CACHE
+                    } else {
+                        0
+                    };
                     reply.opened(fh, keep)
                 }
                 Err(e) => reply.error(errno(&e)),
@@ -873,7 +882,10 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
                 let h = s.handle(fh)?;
                 let path = h.path();
                 let Some(w) = &h.write else {
-                    return Err(FsError::io(&path, std::io::Error::from_raw_os_error(libc::EBADF)));
+                    return Err(FsError::io(
+                        &path,
+                        std::io::Error::from_raw_os_error(libc::EBADF),
+                    ));
                 };
                 let mut w = w.lock().await;
                 w.scratch
@@ -967,7 +979,10 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
                 t.ino(split(&path).0).unwrap_or(ROOT)
             };
             let start = usize::try_from(offset).unwrap_or(0);
-            let dots = [(ino, FileType::Directory, "."), (parent_ino, FileType::Directory, "..")];
+            let dots = [
+                (ino, FileType::Directory, "."),
+                (parent_ino, FileType::Directory, ".."),
+            ];
             let mut i = start;
             while i < dots.len() {
                 let (n, k, name) = dots[i];
@@ -981,7 +996,12 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
                 let child = join(&path, &e.name);
                 // d_ino only; unknown children get a stable number outside the table's range.
                 let n = t.ino(&child).unwrap_or_else(|| pseudo_ino(&child));
-                if reply.add(n, (dots.len() + j + 1) as i64, file_type(e.attr.kind), &e.name) {
+                if reply.add(
+                    n,
+                    (dots.len() + j + 1) as i64,
+                    file_type(e.attr.kind),
+                    &e.name,
+                ) {
                     break;
                 }
             }
@@ -1331,7 +1351,10 @@ mod tests {
     fn names() {
         assert_eq!(name_str(OsStr::new("a")), Ok("a"));
         assert_eq!(name_str(OsStr::new("..")), Err(libc::EINVAL));
-        assert_eq!(name_str(OsStr::new(&"x".repeat(256))), Err(libc::ENAMETOOLONG));
+        assert_eq!(
+            name_str(OsStr::new(&"x".repeat(256))),
+            Err(libc::ENAMETOOLONG)
+        );
     }
 
     #[test]

@@ -232,14 +232,20 @@ fn has_children(nodes: &BTreeMap<String, Node>, path: &str) -> bool {
         .any(|(k, _)| k != path)
 }
 
-fn node_mut<'a>(nodes: &'a mut BTreeMap<String, Node>, path: &str) -> Result<&'a mut Node, FsError> {
+fn node_mut<'a>(
+    nodes: &'a mut BTreeMap<String, Node>,
+    path: &str,
+) -> Result<&'a mut Node, FsError> {
     nodes.get_mut(path).ok_or_else(|| not_found(path))
 }
 
 impl Backend for MemoryBackend {
     async fn stat(&self, path: &str) -> Result<Attr, FsError> {
         self.delay(path).await;
-        self.lock().get(path).map(Node::attr).ok_or_else(|| not_found(path))
+        self.lock()
+            .get(path)
+            .map(Node::attr)
+            .ok_or_else(|| not_found(path))
     }
 
     async fn readdir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
@@ -352,13 +358,17 @@ impl Backend for MemoryBackend {
     ) -> Result<(), FsError> {
         self.check_writable(path)?;
         if contents.len() > MAX_FILE {
-            return Err(FsError::io(path, std::io::Error::from_raw_os_error(libc::EFBIG)));
+            return Err(FsError::io(
+                path,
+                std::io::Error::from_raw_os_error(libc::EFBIG),
+            ));
         }
         let data = match contents {
             WriteSource::Bytes(b) => b,
             WriteSource::File { file, len } => {
                 let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, 0).map_err(|e| FsError::io(path, e))?;
+                file.read_exact_at(&mut buf, 0)
+                    .map_err(|e| FsError::io(path, e))?;
                 buf
             }
         };
@@ -513,7 +523,10 @@ impl Backend for MemoryBackend {
                 return Err(FsError::invalid(path, "truncate of a non-file"));
             }
             if size > MAX_FILE {
-                return Err(FsError::io(path, std::io::Error::from_raw_os_error(libc::EFBIG)));
+                return Err(FsError::io(
+                    path,
+                    std::io::Error::from_raw_os_error(libc::EFBIG),
+                ));
             }
             let mut data = n.data.to_vec();
             data.resize(size as usize, 0);
@@ -582,11 +595,26 @@ mod tests {
             b.insert_file("/a", b"x", 0o644);
             let now = SystemTime::now();
             let w = WriteSource::Bytes(vec![]);
-            assert!(matches!(b.write_file("/b", w, 0o644, now).await, Err(FsError::ReadOnly { .. })));
-            assert!(matches!(b.mkdir("/d", 0o755).await, Err(FsError::ReadOnly { .. })));
-            assert!(matches!(b.unlink("/a").await, Err(FsError::ReadOnly { .. })));
-            assert!(matches!(b.rename("/a", "/c").await, Err(FsError::ReadOnly { .. })));
-            assert!(matches!(b.setxattr("/a", "user.k", b"v").await, Err(FsError::ReadOnly { .. })));
+            assert!(matches!(
+                b.write_file("/b", w, 0o644, now).await,
+                Err(FsError::ReadOnly { .. })
+            ));
+            assert!(matches!(
+                b.mkdir("/d", 0o755).await,
+                Err(FsError::ReadOnly { .. })
+            ));
+            assert!(matches!(
+                b.unlink("/a").await,
+                Err(FsError::ReadOnly { .. })
+            ));
+            assert!(matches!(
+                b.rename("/a", "/c").await,
+                Err(FsError::ReadOnly { .. })
+            ));
+            assert!(matches!(
+                b.setxattr("/a", "user.k", b"v").await,
+                Err(FsError::ReadOnly { .. })
+            ));
             assert_eq!(b.read("/a", 0, 10).await.ok(), Some(b"x".to_vec()));
         });
     }
@@ -604,11 +632,23 @@ mod tests {
             assert_eq!(paths, ["/", "/d-z", "/e", "/e/s", "/e/s/y", "/e/x"]);
             assert_eq!(s["/e/s/y"].data, b"22");
             assert_eq!(s["/e/s/y"].mode, 0o600);
-            assert!(matches!(b.rename("/e", "/e/s/q").await, Err(FsError::Invalid { .. })));
+            assert!(matches!(
+                b.rename("/e", "/e/s/q").await,
+                Err(FsError::Invalid { .. })
+            ));
             b.insert_file("/f/g", b"", 0o644);
-            assert!(matches!(b.rename("/e", "/f").await, Err(FsError::NotEmpty { .. })));
-            assert!(matches!(b.rename("/d-z", "/f").await, Err(FsError::IsADirectory { .. })));
-            assert!(matches!(b.rename("/e", "/d-z").await, Err(FsError::NotADirectory { .. })));
+            assert!(matches!(
+                b.rename("/e", "/f").await,
+                Err(FsError::NotEmpty { .. })
+            ));
+            assert!(matches!(
+                b.rename("/d-z", "/f").await,
+                Err(FsError::IsADirectory { .. })
+            ));
+            assert!(matches!(
+                b.rename("/e", "/d-z").await,
+                Err(FsError::NotADirectory { .. })
+            ));
         });
     }
 
@@ -619,14 +659,35 @@ mod tests {
             b.insert_file("/a-b", b"", 0o644);
             b.insert_file("/a/b", b"", 0o644);
             b.insert_file("/0", b"", 0o644);
-            let names: Vec<_> = b.readdir("/").await.expect("ls").into_iter().map(|e| e.name).collect();
+            let names: Vec<_> = b
+                .readdir("/")
+                .await
+                .expect("ls")
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
             assert_eq!(names, ["0", "a", "a-b"]);
-            assert!(matches!(b.readdir("/0").await, Err(FsError::NotADirectory { .. })));
-            assert!(matches!(b.readdir("/nope").await, Err(FsError::NotFound { .. })));
+            assert!(matches!(
+                b.readdir("/0").await,
+                Err(FsError::NotADirectory { .. })
+            ));
+            assert!(matches!(
+                b.readdir("/nope").await,
+                Err(FsError::NotFound { .. })
+            ));
             assert!(matches!(b.rmdir("/a").await, Err(FsError::NotEmpty { .. })));
-            assert!(matches!(b.unlink("/a").await, Err(FsError::IsADirectory { .. })));
-            assert!(matches!(b.mkdir("/x/y", 0o755).await, Err(FsError::NotFound { .. })));
-            assert!(matches!(b.mkdir("/0/y", 0o755).await, Err(FsError::NotADirectory { .. })));
+            assert!(matches!(
+                b.unlink("/a").await,
+                Err(FsError::IsADirectory { .. })
+            ));
+            assert!(matches!(
+                b.mkdir("/x/y", 0o755).await,
+                Err(FsError::NotFound { .. })
+            ));
+            assert!(matches!(
+                b.mkdir("/0/y", 0o755).await,
+                Err(FsError::NotADirectory { .. })
+            ));
         });
     }
 
@@ -635,13 +696,26 @@ mod tests {
         rt().block_on(async {
             let b = MemoryBackend::new(true);
             let v0 = b.version();
-            b.write_file("/f", WriteSource::Bytes(b"hello".to_vec()), 0o644, SystemTime::now())
-                .await
-                .expect("write");
+            b.write_file(
+                "/f",
+                WriteSource::Bytes(b"hello".to_vec()),
+                0o644,
+                SystemTime::now(),
+            )
+            .await
+            .expect("write");
             assert!(b.version() > v0);
             assert_eq!(b.read("/f", 3, 100).await.expect("read"), b"lo");
             assert_eq!(b.read("/f", 10, 100).await.expect("read"), b"");
-            b.set_attr("/f", SetAttr { size: Some(7), ..Default::default() }).await.expect("trunc");
+            b.set_attr(
+                "/f",
+                SetAttr {
+                    size: Some(7),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("trunc");
             assert_eq!(b.read("/f", 0, 100).await.expect("read"), b"hello\0\0");
         });
     }
