@@ -154,17 +154,20 @@ impl Mounted {
             return Ok(());
         };
         let mut result = Ok(());
+        let mut wait = Duration::from_secs(5);
         if is_mount_point(&self.mountpoint).unwrap_or(true) {
             if let Err(e) = umount(&self.mountpoint, 0) {
                 tracing::warn!(mountpoint = %self.mountpoint.display(), error = %e,
                     "unmount failed, detaching lazily");
                 result = lazy_unmount(&self.mountpoint);
+                // The connection lives until the last open file closes: do not wait.
+                wait = Duration::from_millis(100);
             }
         }
-        // The session thread ends once the kernel closes the connection; with a lazy
-        // detach that waits for the last open file, so do not wait for ever.
+        // The session thread ends once the kernel closes the connection; if it does not
+        // in time it is left to finish on its own.
         let BackgroundSession { guard, .. } = session;
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + wait;
         while !guard.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
