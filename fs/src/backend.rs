@@ -192,20 +192,6 @@ pub fn split(path: &str) -> (&str, &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn join_and_split() {
-        assert_eq!(join("/", "a"), "/a");
-        assert_eq!(join("/a", "b"), "/a/b");
-        assert_eq!(split("/a"), ("/", "a"));
-        assert_eq!(split("/a/b/c"), ("/a/b", "c"));
-        assert_eq!(split("/"), ("/", ""));
-    }
-}
-
 /// A shared backend is a backend (tests keep a handle to inspect what was written).
 impl<B: Backend> Backend for std::sync::Arc<B> {
     fn stat(&self, path: &str) -> impl Future<Output = Result<Attr, FsError>> + Send {
@@ -296,5 +282,19 @@ impl<B: Backend> Backend for std::sync::Arc<B> {
         name: &str,
     ) -> impl Future<Output = Result<(), FsError>> + Send {
         (**self).removexattr(path, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_and_split() {
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("/a", "b"), "/a/b");
+        assert_eq!(split("/a"), ("/", "a"));
+        assert_eq!(split("/a/b/c"), ("/a/b", "c"));
+        assert_eq!(split("/"), ("/", ""));
     }
 }

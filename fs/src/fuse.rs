@@ -121,6 +121,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A directory listing and the backend version it was read at.
+type Listing = (u64, Arc<Vec<DirEntry>>);
+
 /// State shared by the session thread and the tasks.
 struct Shared<B> {
     backend: B,
@@ -128,7 +131,7 @@ struct Shared<B> {
     inodes: Mutex<InodeTable>,
     handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_fh: AtomicU64,
-    listings: Mutex<HashMap<String, (u64, Arc<Vec<DirEntry>>)>>,
+    listings: Mutex<HashMap<String, Listing>>,
 }
 
 /// The FUSE file system over a backend.

@@ -473,11 +473,10 @@ impl Backend for MemoryBackend {
         check_parent(&nodes, to)?;
         if let Some(existing) = nodes.get(to) {
             match (from_kind, existing.kind) {
-                (FileKind::Dir, FileKind::Dir) => {
-                    if has_children(&nodes, to) {
-                        return Err(FsError::NotEmpty { path: to.into() });
-                    }
+                (FileKind::Dir, FileKind::Dir) if has_children(&nodes, to) => {
+                    return Err(FsError::NotEmpty { path: to.into() })
                 }
+                (FileKind::Dir, FileKind::Dir) => {}
                 (FileKind::Dir, _) => return Err(FsError::NotADirectory { path: to.into() }),
                 (_, FileKind::Dir) => return Err(FsError::IsADirectory { path: to.into() }),
                 _ => {}
