@@ -134,6 +134,34 @@ struct Shared<B> {
     listings: Mutex<HashMap<String, Listing>>,
 }
 
+/// Live counters of a mounted [`HyperFs`].
+#[derive(Clone)]
+pub struct FsStats {
+    inodes: Arc<dyn Fn() -> usize + Send + Sync>,
+    handles: Arc<dyn Fn() -> usize + Send + Sync>,
+}
+
+impl FsStats {
+    /// Inodes the kernel holds (root included).
+    pub fn inodes(&self) -> usize {
+        (self.inodes)()
+    }
+
+    /// Open file handles.
+    pub fn open_files(&self) -> usize {
+        (self.handles)()
+    }
+}
+
+impl std::fmt::Debug for FsStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsStats")
+            .field("inodes", &self.inodes())
+            .field("open_files", &self.open_files())
+            .finish()
+    }
+}
+
 /// The FUSE file system over a backend.
 pub struct HyperFs<B: Backend> {
     shared: Arc<Shared<B>>,
@@ -163,6 +191,16 @@ impl<B: Backend> HyperFs<B> {
     /// Number of inodes the kernel currently holds (for tests and `status`).
     pub fn inode_count(&self) -> usize {
         lock(&self.shared.inodes).len()
+    }
+
+    /// A handle that stays usable after the file system moved into its FUSE session.
+    pub fn stats(&self) -> FsStats {
+        let s = self.shared.clone();
+        let h = self.shared.clone();
+        FsStats {
+            inodes: Arc::new(move || lock(&s.inodes).len()),
+            handles: Arc::new(move || lock(&h.handles).len()),
+        }
     }
 
     fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {

@@ -209,3 +209,58 @@ fn a_read_past_the_timeout_fails_with_etimedout() {
     backend.set_delay("/f", Duration::ZERO);
     fx.finish();
 }
+
+#[test]
+fn forgotten_inodes_leave_the_table_and_handles_close() {
+    let backend = Arc::new(MemoryBackend::new(false));
+    for i in 0..200 {
+        backend.insert_file(&format!("/many/f{i}"), b"x", 0o644);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = hypermount_fs::HyperFs::new(backend, rt.handle().clone(), HyperFsOptions::live());
+    let stats = fs.stats();
+    let cfg = hypermount_mount::MountConfig {
+        read_only: true,
+        ..Default::default()
+    };
+    let m = hypermount_mount::mount(fs, dir.path(), &cfg).expect("mount");
+    sh_ok(
+        dir.path(),
+        "ls -l many > /dev/null && cat many/f1 many/f2 > /dev/null",
+    );
+    let seen = stats.inodes();
+    assert!(seen > 200, "readdirplus/lookup remembered {seen}");
+    // The kernel forgets unused dentries and inodes on drop_caches; so must we.
+    std::fs::write("/proc/sys/vm/drop_caches", "2").expect("drop_caches");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stats.inodes() > 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        stats.inodes() <= 10,
+        "still {} inodes after FORGET",
+        stats.inodes()
+    );
+    assert_eq!(stats.open_files(), 0);
+    drop(m);
+}
+
+#[test]
+fn live_mount_shows_remote_updates_after_the_ttl() {
+    let backend = Arc::new(MemoryBackend::new(false));
+    backend.insert_file("/news", b"old", 0o644);
+    let fx = Fixture::live(backend.clone());
+    let mnt = fx.mnt();
+    assert_eq!(sh_ok(&mnt, "cat news; ls"), "oldnews\n");
+    // A replicated update: new content and a new file.
+    backend.insert_file("/news", b"fresh!", 0o644);
+    backend.insert_file("/later", b"", 0o644);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(sh_ok(&mnt, "cat news; ls"), "fresh!later\nnews\n");
+    fx.finish();
+}
