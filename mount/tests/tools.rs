@@ -264,3 +264,25 @@ fn live_mount_shows_remote_updates_after_the_ttl() {
     assert_eq!(sh_ok(&mnt, "cat news; ls"), "fresh!later\nnews\n");
     fx.finish();
 }
+
+#[test]
+fn big_files_round_trip_in_large_requests() {
+    let backend = Arc::new(MemoryBackend::new(true));
+    let fx = Fixture::live(backend.clone());
+    let mnt = fx.mnt();
+    let t = Instant::now();
+    let v0 = hypermount_fs::Backend::version(&*backend);
+    sh_ok(&mnt, "head -c 24000000 /dev/urandom > /tmp/.hm-big-$$ && cp /tmp/.hm-big-$$ big && cmp /tmp/.hm-big-$$ big; rc=$?; rm -f /tmp/.hm-big-$$; exit $rc");
+    let snap = backend.snapshot();
+    assert_eq!(snap["/big"].data.len(), 24_000_000);
+    // One commit for the whole copy: create (empty) + content, not one per write.
+    let versions = hypermount_fs::Backend::version(&*backend) - v0;
+    assert_eq!(versions, 2, "versions for one cp");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "slow: {:?}",
+        t.elapsed()
+    );
+    sh_ok(&mnt, "dd if=big of=/dev/null bs=4M 2>/dev/null");
+    fx.finish();
+}
