@@ -162,6 +162,28 @@ impl std::fmt::Debug for FsStats {
     }
 }
 
+/// See [`HyperFs::change_feed`].
+pub struct ChangeFeed {
+    pub versions: tokio::sync::watch::Receiver<u64>,
+    inodes: Arc<dyn Fn() -> Vec<u64> + Send + Sync>,
+    pub rt: Handle,
+}
+
+impl ChangeFeed {
+    /// Inodes the kernel currently holds.
+    pub fn inodes(&self) -> Vec<u64> {
+        (self.inodes)()
+    }
+}
+
+impl std::fmt::Debug for ChangeFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeFeed")
+            .field("version", &*self.versions.borrow())
+            .finish()
+    }
+}
+
 /// The FUSE file system over a backend.
 pub struct HyperFs<B: Backend> {
     shared: Arc<Shared<B>>,
@@ -191,6 +213,23 @@ impl<B: Backend> HyperFs<B> {
     /// Number of inodes the kernel currently holds (for tests and `status`).
     pub fn inode_count(&self) -> usize {
         lock(&self.shared.inodes).len()
+    }
+
+    /// For a live read-only mount (a remote drive that others update): the version feed,
+    /// the inodes the kernel holds and the runtime, so `mount/` can tell the kernel to drop
+    /// cached attributes and pages when a new version arrives. `None` when nothing can
+    /// change behind the kernel's back (immutable checkouts) or every change goes through
+    /// this mount (writable drives: the kernel already knows).
+    pub fn change_feed(&self) -> Option<ChangeFeed> {
+        if self.shared.opts.immutable || self.shared.backend.writable() {
+            return None;
+        }
+        let s = self.shared.clone();
+        Some(ChangeFeed {
+            versions: self.shared.backend.watch(),
+            inodes: Arc::new(move || lock(&s.inodes).inodes()),
+            rt: self.rt.clone(),
+        })
     }
 
     /// A handle that stays usable after the file system moved into its FUSE session.

@@ -61,6 +61,11 @@ impl InodeTable {
         self.by_ino.is_empty()
     }
 
+    /// Every inode number held.
+    pub fn inodes(&self) -> Vec<u64> {
+        self.by_ino.keys().copied().collect()
+    }
+
     pub fn path(&self, ino: u64) -> Option<&str> {
         self.by_ino.get(&ino).map(|e| e.path.as_str())
     }

@@ -12,6 +12,6 @@ pub mod memory;
 
 pub use backend::{Attr, Backend, DirEntry, FileKind, SetAttr, StatFs, WriteSource};
 pub use error::{errno, FsError};
-pub use fuse::{FsStats, HyperFs, HyperFsOptions};
+pub use fuse::{ChangeFeed, FsStats, HyperFs, HyperFsOptions};
 pub use fuser;
 pub use memory::MemoryBackend;

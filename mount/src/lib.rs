@@ -76,6 +76,8 @@ impl Default for MountConfig {
 pub struct Mounted {
     mountpoint: PathBuf,
     session: Option<BackgroundSession>,
+    /// Task telling the kernel about new versions of a live drive.
+    invalidator: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Mounts `fs` at `mountpoint` and serves it from a background thread.
@@ -98,13 +100,38 @@ pub fn mount<B: Backend>(
     if config.allow_other {
         options.push(MountOption::AllowOther);
     }
+    let feed = fs.change_feed();
     let session =
         fuser::spawn_mount2(fs, &mountpoint, &options).map_err(|e| io_err(&mountpoint, e))?;
+    let invalidator = feed.map(|feed| {
+        let notifier = session.notifier();
+        let rt = feed.rt.clone();
+        rt.spawn(invalidate_on_change(feed, notifier))
+    });
     tracing::info!(mountpoint = %mountpoint.display(), "mounted");
     Ok(Mounted {
         mountpoint,
         session: Some(session),
+        invalidator,
     })
+}
+
+/// Pause that lets a burst of new versions (a replicated batch) coalesce into one round
+/// of invalidations.
+const COALESCE: Duration = Duration::from_millis(50);
+
+/// On every new version of a live drive, drop the kernel's cached attributes and pages
+/// of every inode it holds, so readers see the update at once rather than after the TTL.
+/// (New and removed names still follow the 1 s entry TTL.)
+async fn invalidate_on_change(mut feed: hypermount_fs::ChangeFeed, notifier: fuser::Notifier) {
+    while feed.versions.changed().await.is_ok() {
+        tokio::time::sleep(COALESCE).await;
+        feed.versions.borrow_and_update();
+        for ino in feed.inodes() {
+            // ENOENT: the kernel already dropped it. Nothing else to do either way.
+            let _ = notifier.inval_inode(ino, 0, 0);
+        }
+    }
 }
 
 /// Checks a mountpoint before mounting; returns its canonical path.
@@ -150,6 +177,9 @@ impl Mounted {
     }
 
     fn teardown(&mut self) -> Result<(), MountError> {
+        if let Some(task) = self.invalidator.take() {
+            task.abort();
+        }
         let Some(session) = self.session.take() else {
             return Ok(());
         };

@@ -286,3 +286,20 @@ fn big_files_round_trip_in_large_requests() {
     sh_ok(&mnt, "dd if=big of=/dev/null bs=4M 2>/dev/null");
     fx.finish();
 }
+
+#[test]
+fn live_read_only_mount_invalidates_on_a_new_version() {
+    let backend = Arc::new(MemoryBackend::new(false));
+    backend.insert_file("/news", b"old", 0o644);
+    let fx = Fixture::live(backend.clone());
+    let mnt = fx.mnt();
+    // Warm the kernel caches (attributes, pages) with an open held across the update.
+    assert_eq!(sh_ok(&mnt, "cat news"), "old");
+    let held = std::fs::File::open(mnt.join("news")).expect("open");
+    backend.insert_file("/news", b"fresh!", 0o644);
+    std::thread::sleep(Duration::from_millis(300));
+    // Well inside the 1 s attribute TTL: only the invalidation can make this fresh.
+    assert_eq!(sh_ok(&mnt, "stat -c %s news; cat news"), "6\nfresh!");
+    drop(held);
+    fx.finish();
+}
