@@ -1,2 +1,17 @@
-//! The FUSE adapter: turns POSIX calls into hyperdrive lookups and content reads.
-//! Built in the mount issue; this crate owns errno mapping and the inode table.
+//! The FUSE adapter: turns POSIX calls into backend (hyperdrive) lookups and content
+//! reads. Owns the [`Backend`] contract, the errno mapping ([`errno`]), the inode table
+//! and [`HyperFs`]. Never blocks the FUSE session thread on I/O; never does mounting
+//! (that is `mount/`).
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod error;
+pub mod fuse;
+pub mod inode;
+pub mod memory;
+
+pub use backend::{Attr, Backend, DirEntry, FileKind, SetAttr, StatFs, WriteSource};
+pub use error::{errno, FsError};
+pub use fuse::{ChangeFeed, FsStats, HyperFs, HyperFsOptions};
+pub use fuser;
+pub use memory::MemoryBackend;

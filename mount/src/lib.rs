@@ -1,2 +1,338 @@
-//! Mount lifecycle: mounting a drive at a path, daemon mode, unmounting, signals and
-//! stale-mount recovery. Built in the mount issue.
+//! Mount lifecycle: mounting a [`HyperFs`] at a path, unmounting on drop, and finding
+//! and clearing stale mounts. Owns the only `unsafe` of the mount path (`umount2`); never
+//! looks inside the file system.
+//!
+//! fuser's pure-Rust mount calls mount(2) directly, so mounting needs root (or
+//! CAP_SYS_ADMIN); there is no fusermount fallback on machines without it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fuser::{BackgroundSession, MountOption};
+use hypermount_fs::{Backend, HyperFs};
+
+/// Why a mount could not be made or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("mountpoint {0} does not exist")]
+    MissingMountpoint(PathBuf),
+    #[error("mountpoint {0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("mountpoint {0} is not empty")]
+    NotEmpty(PathBuf),
+    #[error("{0} is already a mount point")]
+    AlreadyMounted(PathBuf),
+    #[error(
+        "{0} is a stale mount (its file system process is gone); unmount it or pass recover_stale"
+    )]
+    Stale(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path, source: io::Error) -> MountError {
+    MountError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// How to mount.
+#[derive(Clone, Debug)]
+pub struct MountConfig {
+    /// Shown as the source in /proc/mounts.
+    pub fs_name: String,
+    /// Mount read-only in the kernel too (the backend decides the rest).
+    pub read_only: bool,
+    /// Accept a non-empty mountpoint (its files are hidden while mounted).
+    pub allow_non_empty: bool,
+    /// Lazily unmount a stale mount at the path first instead of failing.
+    pub recover_stale: bool,
+    /// Let other users in (needs `user_allow_other` for non-root).
+    pub allow_other: bool,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        MountConfig {
+            fs_name: "hypermount".into(),
+            read_only: false,
+            allow_non_empty: false,
+            recover_stale: false,
+            allow_other: false,
+        }
+    }
+}
+
+/// A live mount. Dropping it unmounts (lazily if the mount is busy).
+#[derive(Debug)]
+pub struct Mounted {
+    mountpoint: PathBuf,
+    session: Option<BackgroundSession>,
+    /// Task telling the kernel about new versions of a live drive.
+    invalidator: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Mounts `fs` at `mountpoint` and serves it from a background thread.
+pub fn mount<B: Backend>(
+    fs: HyperFs<B>,
+    mountpoint: &Path,
+    config: &MountConfig,
+) -> Result<Mounted, MountError> {
+    let mountpoint = check_mountpoint(mountpoint, config)?;
+    let mut options = vec![
+        MountOption::FSName(config.fs_name.clone()),
+        MountOption::Subtype("hypermount".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if config.read_only {
+        options.push(MountOption::RO);
+    }
+    if config.allow_other {
+        options.push(MountOption::AllowOther);
+    }
+    let feed = fs.change_feed();
+    let session =
+        fuser::spawn_mount2(fs, &mountpoint, &options).map_err(|e| io_err(&mountpoint, e))?;
+    let invalidator = feed.map(|feed| {
+        let notifier = session.notifier();
+        let rt = feed.rt.clone();
+        rt.spawn(invalidate_on_change(feed, notifier))
+    });
+    tracing::info!(mountpoint = %mountpoint.display(), "mounted");
+    Ok(Mounted {
+        mountpoint,
+        session: Some(session),
+        invalidator,
+    })
+}
+
+/// Pause that lets a burst of new versions (a replicated batch) coalesce into one round
+/// of invalidations.
+const COALESCE: Duration = Duration::from_millis(50);
+
+/// On every new version of a live drive, drop the kernel's cached attributes and pages
+/// of every inode it holds, so readers see the update at once rather than after the TTL.
+/// (New and removed names still follow the 1 s entry TTL.)
+async fn invalidate_on_change(mut feed: hypermount_fs::ChangeFeed, notifier: fuser::Notifier) {
+    while feed.versions.changed().await.is_ok() {
+        tokio::time::sleep(COALESCE).await;
+        feed.versions.borrow_and_update();
+        for ino in feed.inodes() {
+            // ENOENT: the kernel already dropped it. Nothing else to do either way.
+            let _ = notifier.inval_inode(ino, 0, 0);
+        }
+    }
+}
+
+/// Checks a mountpoint before mounting; returns its canonical path.
+pub fn check_mountpoint(path: &Path, config: &MountConfig) -> Result<PathBuf, MountError> {
+    if is_stale(path) {
+        if !config.recover_stale {
+            return Err(MountError::Stale(path.to_path_buf()));
+        }
+        tracing::warn!(mountpoint = %path.display(), "clearing a stale mount");
+        lazy_unmount(path)?;
+    }
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(MountError::MissingMountpoint(path.to_path_buf()))
+        }
+        Err(e) => return Err(io_err(path, e)),
+    };
+    if !meta.is_dir() {
+        return Err(MountError::NotADirectory(path.to_path_buf()));
+    }
+    let canonical = path.canonicalize().map_err(|e| io_err(path, e))?;
+    if is_mount_point(&canonical).map_err(|e| io_err(path, e))? {
+        return Err(MountError::AlreadyMounted(canonical));
+    }
+    if !config.allow_non_empty {
+        let mut entries = std::fs::read_dir(&canonical).map_err(|e| io_err(path, e))?;
+        if entries.next().is_some() {
+            return Err(MountError::NotEmpty(canonical));
+        }
+    }
+    Ok(canonical)
+}
+
+impl Mounted {
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Unmounts now, reporting failures (Drop does the same but can only log).
+    pub fn unmount(mut self) -> Result<(), MountError> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<(), MountError> {
+        if let Some(task) = self.invalidator.take() {
+            task.abort();
+        }
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        let mut wait = Duration::from_secs(5);
+        if is_mount_point(&self.mountpoint).unwrap_or(true) {
+            if let Err(e) = umount(&self.mountpoint, 0) {
+                tracing::warn!(mountpoint = %self.mountpoint.display(), error = %e,
+                    "unmount failed, detaching lazily");
+                result = lazy_unmount(&self.mountpoint);
+                // The connection lives until the last open file closes: do not wait.
+                wait = Duration::from_millis(100);
+            }
+        }
+        // The session thread ends once the kernel closes the connection; if it does not
+        // in time it is left to finish on its own.
+        let BackgroundSession { guard, .. } = session;
+        let deadline = Instant::now() + wait;
+        while !guard.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if guard.is_finished() {
+            if let Ok(Err(e)) = guard.join() {
+                tracing::warn!(error = %e, "FUSE session ended with an error");
+            }
+        }
+        tracing::info!(mountpoint = %self.mountpoint.display(), "unmounted");
+        result
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            tracing::error!(error = %e, "unmount on drop failed");
+        }
+    }
+}
+
+fn umount(path: &Path, flags: libc::c_int) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call; umount2 only
+    // reads it and touches no memory of ours.
+    let rc = unsafe { libc::umount2(c.as_ptr(), flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `umount2(path, MNT_DETACH)`: detach now, finish when the last user lets go.
+pub fn lazy_unmount(path: &Path) -> Result<(), MountError> {
+    umount(path, libc::MNT_DETACH).map_err(|e| io_err(path, e))
+}
+
+/// A mount whose FUSE server is gone: stat fails with ENOTCONN.
+pub fn is_stale(path: &Path) -> bool {
+    matches!(std::fs::metadata(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+}
+
+/// Clears a stale mount at `path` (lazy unmount) so it can be mounted again.
+pub fn recover_stale(path: &Path) -> Result<bool, MountError> {
+    if !is_stale(path) {
+        return Ok(false);
+    }
+    lazy_unmount(path)?;
+    Ok(true)
+}
+
+/// Whether `path` (canonical) is a mount point, from /proc/self/mountinfo.
+pub fn is_mount_point(path: &Path) -> io::Result<bool> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let found = mount_points(&info).any(|p| Path::new(&p) == path);
+    Ok(found)
+}
+
+/// Mount points listed in mountinfo text (field 5, octal escapes undone).
+pub fn mount_points(mountinfo: &str) -> impl Iterator<Item = String> + '_ {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mountinfo)
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_parsing_unescapes() {
+        let info =
+            "36 35 98:0 /mnt1 /mnt\\040with\\040space rw,noatime master:1 - ext3 /dev/root rw\n\
+                    37 35 0:5 / /proc rw - proc proc rw\n";
+        let v: Vec<_> = mount_points(info).collect();
+        assert_eq!(v, ["/mnt with space", "/proc"]);
+    }
+
+    #[test]
+    fn root_is_a_mount_point_and_tmp_file_is_not() {
+        assert!(is_mount_point(Path::new("/")).expect("mountinfo"));
+        let d = tempfile::tempdir().expect("tempdir");
+        assert!(!is_mount_point(d.path()).expect("mountinfo"));
+    }
+
+    #[test]
+    fn mountpoint_checks() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let cfg = MountConfig::default();
+        let missing = d.path().join("nope");
+        assert!(matches!(
+            check_mountpoint(&missing, &cfg),
+            Err(MountError::MissingMountpoint(_))
+        ));
+        let file = d.path().join("f");
+        std::fs::write(&file, b"x").expect("write");
+        assert!(matches!(
+            check_mountpoint(&file, &cfg),
+            Err(MountError::NotADirectory(_))
+        ));
+        assert!(matches!(
+            check_mountpoint(d.path(), &cfg),
+            Err(MountError::NotEmpty(_))
+        ));
+        let ok = MountConfig {
+            allow_non_empty: true,
+            ..MountConfig::default()
+        };
+        assert!(check_mountpoint(d.path(), &ok).is_ok());
+        assert!(matches!(
+            check_mountpoint(Path::new("/proc"), &ok),
+            Err(MountError::AlreadyMounted(_))
+        ));
+    }
+}
