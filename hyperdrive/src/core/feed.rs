@@ -33,6 +33,9 @@ const NODE_CACHE_CAP: usize = 1 << 16;
 /// creates below its first leaf can go out in the same write as its new records.
 const TAIL_WINDOW: usize = 1024;
 const REC: usize = NODE_SIZE as usize;
+/// Appends whose blocks average at most this many bytes are copied into one buffer and
+/// written with one system call; larger blocks are written one by one without a copy.
+const COALESCE_AVG_MAX: usize = 16 * 1024;
 
 /// What happened when a verified block was inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,9 @@ pub struct Feed {
     last_read: Option<(u64, u64, u64)>,
     data_buf: Vec<u8>,
     page_buf: Vec<u8>,
+    /// Leaf hashes of the batch being appended (reused between appends).
+    leaf_buf: Vec<crypto::Hash>,
+    hash_scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Feed {
@@ -170,6 +176,8 @@ impl Feed {
             last_read: None,
             data_buf: Vec::new(),
             page_buf: Vec::new(),
+            leaf_buf: Vec::new(),
+            hash_scratch: Vec::new(),
         };
         feed.recover()?;
         Ok(feed)
@@ -354,40 +362,79 @@ impl Feed {
         let base = self.tail.len();
         self.tail.resize(base + (2 * n as usize - 1) * REC, 0);
 
-        let mut roots = self.roots.clone();
         let mut outside: Vec<Node> = Vec::new();
         let mut lo = first;
         let mut added = 0u64;
-        let single = blocks.len() == 1;
+        // Small blocks go out in one contiguous write; large ones are written where
+        // they are, as copying them would cost more than the extra system calls.
+        let coalesce = blocks.len() > 1
+            && blocks.iter().map(|b| b.as_ref().len()).sum::<usize>()
+                <= COALESCE_AVG_MAX * blocks.len();
         self.data_buf.clear();
-        for (k, b) in blocks.iter().enumerate() {
+        let mut leaves = std::mem::take(&mut self.leaf_buf);
+        crypto::leaf_hashes(blocks, &mut self.hash_scratch, &mut leaves);
+        // The roots followed by the new leaves; then, round by round, every adjacent
+        // pair of siblings becomes its parent (all parents of a round hashed together)
+        // until no siblings are left: what remains are the roots at the new length.
+        let mut level = Vec::with_capacity(self.roots.len() + blocks.len());
+        level.extend_from_slice(&self.roots);
+        for (k, (b, hash)) in blocks.iter().zip(&leaves).enumerate() {
             let b = b.as_ref();
             added += b.len() as u64;
-            if !single {
+            if coalesce {
                 self.data_buf.extend_from_slice(b);
             }
-            let mut node = Node::leaf(start + k as u64, b);
-            loop {
+            level.push(Node::new(2 * (start + k as u64), *hash, b.len() as u64));
+        }
+        self.leaf_buf = leaves;
+        let mut fresh: &[Node] = &level[self.roots.len()..];
+        let mut pairs: Vec<(Node, Node)> = Vec::new();
+        let mut parents: Vec<Node> = Vec::new();
+        let mut next: Vec<Node> = Vec::with_capacity(level.len());
+        loop {
+            for node in fresh {
                 if node.index >= self.tail_start {
                     let at = (node.index - self.tail_start) as usize * REC;
-                    storage::encode_node(&node, &mut self.tail[at..at + REC]);
+                    storage::encode_node(node, &mut self.tail[at..at + REC]);
                     lo = lo.min(node.index);
                 } else {
-                    outside.push(node);
+                    outside.push(*node);
                 }
-                roots.push(node);
-                let len = roots.len();
-                if len < 2 || ft::sibling(roots[len - 1].index) != roots[len - 2].index {
-                    break;
-                }
-                node = Node::parent_of(&roots[len - 2], &roots[len - 1]);
-                roots.truncate(len - 2);
             }
+            pairs.clear();
+            let mut i = 0;
+            while i + 1 < level.len() {
+                if ft::sibling(level[i + 1].index) == level[i].index {
+                    pairs.push((level[i], level[i + 1]));
+                    i += 2;
+                } else {
+                    i += 1;
+                }
+            }
+            if pairs.is_empty() {
+                break;
+            }
+            crypto::parents_of(&pairs, &mut parents);
+            next.clear();
+            let mut p = parents.iter();
+            let mut i = 0;
+            while i < level.len() {
+                if i + 1 < level.len() && ft::sibling(level[i + 1].index) == level[i].index {
+                    next.push(*p.next().expect("one parent per pair"));
+                    i += 2;
+                } else {
+                    next.push(level[i]);
+                    i += 1;
+                }
+            }
+            std::mem::swap(&mut level, &mut next);
+            fresh = &parents;
         }
+        let roots = level;
         let new_length = start + n;
         let sig = self.keypair.sign(&crypto::signable(&roots, new_length))?;
 
-        let result = self.write_append(blocks, single, &outside, lo, new_length, &sig);
+        let result = self.write_append(blocks, coalesce, &outside, lo, new_length, &sig);
         if let Err(e) = result {
             // The tail may no longer mirror the file: forget it.
             self.tail.clear();
@@ -414,20 +461,23 @@ impl Feed {
     fn write_append<B: AsRef<[u8]>>(
         &mut self,
         blocks: &[B],
-        single: bool,
+        coalesce: bool,
         outside: &[Node],
         lo: u64,
         new_length: u64,
         sig: &Signature,
     ) -> Result<()> {
-        if single {
-            self.storage
-                .write_data(self.byte_length, blocks[0].as_ref())?;
-        } else {
+        if coalesce {
             let buf = std::mem::take(&mut self.data_buf);
             let r = self.storage.write_data(self.byte_length, &buf);
             self.data_buf = buf;
             r?;
+        } else {
+            let mut offset = self.byte_length;
+            for b in blocks {
+                self.storage.write_data(offset, b.as_ref())?;
+                offset += b.as_ref().len() as u64;
+            }
         }
         for node in outside {
             self.storage.write_node(node)?;
