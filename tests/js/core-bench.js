@@ -8,8 +8,9 @@
 //   append-single  --single 1 KiB blocks, one append call each
 //   read-64k       every block of the append-64k feed, in order (feed.get)
 //   read-1k        every block of the append-1k feed, in order
-//   replicate-64k  a fresh in-memory clone downloads the whole append-64k feed over two
-//                  piped `feed.replicate()` streams (the verify-and-insert-from-proofs path)
+//   replicate-64k  a fresh clone on disk (random-access-file, same temporary folder) downloads
+//                  the whole append-64k feed over two piped `feed.replicate()` streams (the
+//                  verify-and-insert-from-proofs path, plus the protocol's own framing)
 // Block j of a case holds u32be(j) followed by a fixed pseudo-random pattern.
 // Prints one JSON line: {node, hypercore, cases: [{name, blocks, bytes, seconds, mibPerSec, blocksPerSec}]}.
 'use strict'
@@ -18,7 +19,6 @@ const os = require('os')
 const path = require('path')
 const crypto = require('crypto')
 const hypercore = require('hypercore')
-const ram = require('random-access-memory')
 const { parse, fail } = require('./args')
 
 const { pos, opts } = parse(process.argv.slice(2), { mib: 'value', small: 'value', single: 'value', 'no-replicate': 'flag' })
@@ -84,8 +84,8 @@ async function readCase (name, feed) {
   record(name, feed.length, bytes, process.hrtime.bigint() - t)
 }
 
-async function replicateCase (name, feed) {
-  const clone = hypercore(ram, feed.key, { sparse: false })
+async function replicateCase (name, feed, dir) {
+  const clone = hypercore(dir, feed.key, { sparse: false })
   await p(cb => clone.ready(cb))
   const t = process.hrtime.bigint()
   const a = feed.replicate(true, { live: false })
@@ -110,7 +110,7 @@ async function main () {
     await appendCase('append-single', single, SINGLE, 1024, 1)
     await readCase('read-64k', big)
     await readCase('read-1k', small)
-    if (!opts['no-replicate']) await replicateCase('replicate-64k', big)
+    if (!opts['no-replicate']) await replicateCase('replicate-64k', big, path.join(tmp, 'clone'))
     for (const f of [big, small, single]) await p(cb => f.close(cb))
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true })

@@ -33,6 +33,13 @@ const NODE_CACHE_CAP: usize = 1 << 16;
 /// creates below its first leaf can go out in the same write as its new records.
 const TAIL_WINDOW: usize = 1024;
 const REC: usize = NODE_SIZE as usize;
+/// Tree records read at once when a node is not cached: sequential reads then cost one
+/// system call per this many leaves instead of one each.
+const TREE_WINDOW_RECORDS: usize = 128;
+/// Bytes of `data` read at once for small blocks, for the same reason.
+const DATA_WINDOW: usize = 128 * 1024;
+/// Blocks larger than this are read directly, without the data window.
+const DATA_WINDOW_BLOCK_MAX: usize = DATA_WINDOW / 4;
 /// Appends whose blocks average at most this many bytes are copied into one buffer and
 /// written with one system call; larger blocks are written one by one without a copy.
 const COALESCE_AVG_MAX: usize = 16 * 1024;
@@ -67,6 +74,13 @@ pub struct Feed {
     /// Leaf hashes of the batch being appended (reused between appends).
     leaf_buf: Vec<crypto::Hash>,
     hash_scratch: Vec<u8>,
+    /// Read-ahead copy of tree records from node `tree_win_first` on, and of `data`
+    /// from byte `data_win_offset` on. Emptied before anything is written to `tree`
+    /// or `data`, so they never show bytes older than the file's.
+    tree_win: Vec<u8>,
+    tree_win_first: u64,
+    data_win: Vec<u8>,
+    data_win_offset: u64,
 }
 
 impl std::fmt::Debug for Feed {
@@ -178,6 +192,10 @@ impl Feed {
             page_buf: Vec::new(),
             leaf_buf: Vec::new(),
             hash_scratch: Vec::new(),
+            tree_win: Vec::new(),
+            tree_win_first: 0,
+            data_win: Vec::new(),
+            data_win_offset: 0,
         };
         feed.recover()?;
         Ok(feed)
@@ -242,6 +260,9 @@ impl Feed {
     /// Forget everything at or past block `len`: bits, the right-edge parents that
     /// would span past it, trailing records and data. Durable when it returns.
     fn trim_to(&mut self, len: u64) -> Result<()> {
+        self.forget_reads();
+        // Parents cut off here get new hashes when blocks are appended again.
+        self.cache.clear();
         let edge = 2 * len;
         let pages = self.bitfield.page_count() as u64;
         for b in len..pages * 8192 {
@@ -467,6 +488,7 @@ impl Feed {
         new_length: u64,
         sig: &Signature,
     ) -> Result<()> {
+        self.forget_reads();
         if coalesce {
             let buf = std::mem::take(&mut self.data_buf);
             let r = self.storage.write_data(self.byte_length, &buf);
@@ -521,8 +543,69 @@ impl Feed {
         }
         let (offset, size) = self.locate(index)?;
         let mut buf = vec![0u8; size as usize];
-        self.storage.read_data(offset, &mut buf)?;
+        self.read_data(offset, &mut buf)?;
         Ok(buf)
+    }
+
+    /// Empty the read-ahead windows (before any write to `tree` or `data`).
+    fn forget_reads(&mut self) {
+        self.tree_win.clear();
+        self.data_win.clear();
+    }
+
+    /// Fill `buf` from `data` at `offset`, through the read-ahead window for small blocks.
+    fn read_data(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if buf.len() > DATA_WINDOW_BLOCK_MAX {
+            return self.storage.read_data(offset, buf);
+        }
+        let in_window = |s: &Self| {
+            offset
+                .checked_sub(s.data_win_offset)
+                .and_then(|o| usize::try_from(o).ok())
+                .filter(|&o| o.checked_add(buf.len()).is_some_and(|e| e <= s.data_win.len()))
+        };
+        let at = match in_window(self) {
+            Some(at) => at,
+            None => {
+                self.data_win.resize(DATA_WINDOW, 0);
+                let n = self.storage.read(FileKind::Data, offset, &mut self.data_win);
+                let n = n.inspect_err(|_| self.data_win.clear())?;
+                self.data_win.truncate(n);
+                self.data_win_offset = offset;
+                if n < buf.len() {
+                    // Short file: let storage report it.
+                    return self.storage.read_data(offset, buf);
+                }
+                0
+            }
+        };
+        buf.copy_from_slice(&self.data_win[at..at + buf.len()]);
+        Ok(())
+    }
+
+    /// Tree record `index` from the read-ahead window: `Some(None)` when the window
+    /// holds it as absent, `None` when the window does not cover it.
+    fn window_node(&self, index: u64) -> Option<Option<Node>> {
+        let i = usize::try_from(index.checked_sub(self.tree_win_first)?).ok()?;
+        let rec = self.tree_win.get(i.checked_mul(REC)?..i.checked_mul(REC)? + REC)?;
+        Some(storage::decode_node(index, rec))
+    }
+
+    /// Read the records from `index` on into the window; the node at `index`.
+    fn fill_tree_window(&mut self, index: u64) -> Result<Option<Node>> {
+        let Some(off) = index
+            .checked_mul(NODE_SIZE)
+            .and_then(|o| o.checked_add(HEADER_SIZE))
+        else {
+            return Ok(None);
+        };
+        self.tree_win.resize(TREE_WINDOW_RECORDS * REC, 0);
+        let n = self.storage.read(FileKind::Tree, off, &mut self.tree_win);
+        let n = n.inspect_err(|_| self.tree_win.clear())?;
+        // A record cut short by the end of the file is absent, as in `read_node`.
+        self.tree_win.truncate(n / REC * REC);
+        self.tree_win_first = index;
+        Ok(self.window_node(index).flatten())
     }
 
     /// Byte offset and size of block `index` in `data` (hypercore.md §6.5).
@@ -601,7 +684,10 @@ impl Feed {
         if let Some(n) = self.cache.get(&index) {
             return Ok(Some(*n));
         }
-        let node = self.storage.read_node(index)?;
+        if let Some(n) = self.window_node(index) {
+            return Ok(n);
+        }
+        let node = self.fill_tree_window(index)?;
         if let Some(n) = node {
             if self.cache.len() >= NODE_CACHE_CAP {
                 self.cache.clear();
@@ -831,6 +917,7 @@ impl Feed {
         }
 
         // 5. Write: data + tree, signature, then the bits.
+        self.forget_reads();
         if let Some(v) = value {
             self.storage.write_data(data_offset, v)?;
         }
