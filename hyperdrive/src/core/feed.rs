@@ -488,24 +488,33 @@ impl Feed {
         new_length: u64,
         sig: &Signature,
     ) -> Result<()> {
-        self.forget_reads();
         if coalesce {
             let buf = std::mem::take(&mut self.data_buf);
-            let r = self.storage.write_data(self.byte_length, &buf);
+            let r = self.put_data(self.byte_length, &buf);
             self.data_buf = buf;
             r?;
         } else {
             let mut offset = self.byte_length;
             for b in blocks {
-                self.storage.write_data(offset, b.as_ref())?;
+                self.put_data(offset, b.as_ref())?;
                 offset += b.as_ref().len() as u64;
             }
         }
         for node in outside {
-            self.storage.write_node(node)?;
+            self.put_node(node)?;
         }
         let from = (lo - self.tail_start) as usize * REC;
-        self.storage.write_node_records(lo, &self.tail[from..])?;
+        let r = self.storage.write_node_records(lo, &self.tail[from..]);
+        if r.is_err() {
+            self.forget_reads();
+        }
+        r?;
+        patch(
+            &mut self.tree_win,
+            tree_offset(self.tree_win_first),
+            tree_offset(lo),
+            &self.tail[from..],
+        );
         self.storage.write_signature(new_length - 1, sig)
     }
 
@@ -547,10 +556,37 @@ impl Feed {
         Ok(buf)
     }
 
-    /// Empty the read-ahead windows (before any write to `tree` or `data`).
+    /// Empty the read-ahead windows (when a file is cut short or a write failed).
     fn forget_reads(&mut self) {
         self.tree_win.clear();
         self.data_win.clear();
+    }
+
+    /// Write to `data`, and into the read-ahead window where it overlaps.
+    fn put_data(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        if let Err(e) = self.storage.write_data(offset, data) {
+            self.forget_reads();
+            return Err(e);
+        }
+        patch(&mut self.data_win, self.data_win_offset, offset, data);
+        Ok(())
+    }
+
+    /// Write one tree record, and into the read-ahead window where it overlaps.
+    fn put_node(&mut self, node: &Node) -> Result<()> {
+        if let Err(e) = self.storage.write_node(node) {
+            self.forget_reads();
+            return Err(e);
+        }
+        let mut rec = [0u8; REC];
+        storage::encode_node(node, &mut rec);
+        patch(
+            &mut self.tree_win,
+            tree_offset(self.tree_win_first),
+            tree_offset(node.index),
+            &rec,
+        );
+        Ok(())
     }
 
     /// Fill `buf` from `data` at `offset`, through the read-ahead window for small blocks.
@@ -598,9 +634,11 @@ impl Feed {
         Some(storage::decode_node(index, rec))
     }
 
-    /// Read the records from `index` on into the window; the node at `index`.
+    /// Read the aligned run of records around `index` into the window (aligned, so that
+    /// a leaf and its nearby parents share one read); the node at `index`.
     fn fill_tree_window(&mut self, index: u64) -> Result<Option<Node>> {
-        let Some(off) = index
+        let first = index - index % TREE_WINDOW_RECORDS as u64;
+        let Some(off) = first
             .checked_mul(NODE_SIZE)
             .and_then(|o| o.checked_add(HEADER_SIZE))
         else {
@@ -609,9 +647,12 @@ impl Feed {
         self.tree_win.resize(TREE_WINDOW_RECORDS * REC, 0);
         let n = self.storage.read(FileKind::Tree, off, &mut self.tree_win);
         let n = n.inspect_err(|_| self.tree_win.clear())?;
-        // A record cut short by the end of the file is absent, as in `read_node`.
-        self.tree_win.truncate(n / REC * REC);
-        self.tree_win_first = index;
+        // Past the end of the file every record is absent (zero), and so is a record the
+        // end cuts short, as in `read_node`. The window keeps its whole span so that
+        // records written later land in it (see `put_node`).
+        let whole = n / REC * REC;
+        self.tree_win[whole..].fill(0);
+        self.tree_win_first = first;
         Ok(self.window_node(index).flatten())
     }
 
@@ -692,16 +733,24 @@ impl Feed {
             return Ok(Some(*n));
         }
         if let Some(n) = self.window_node(index) {
+            // Parents and roots are asked for again long after the window has moved on.
+            if let Some(node) = n.filter(|_| ft::depth(index) > 0) {
+                self.cache_node(node);
+            }
             return Ok(n);
         }
         let node = self.fill_tree_window(index)?;
         if let Some(n) = node {
-            if self.cache.len() >= NODE_CACHE_CAP {
-                self.cache.clear();
-            }
-            self.cache.insert(index, n);
+            self.cache_node(n);
         }
         Ok(node)
+    }
+
+    fn cache_node(&mut self, node: Node) {
+        if self.cache.len() >= NODE_CACHE_CAP {
+            self.cache.clear();
+        }
+        self.cache.insert(node.index, node);
     }
 
     /// A node the bitfield says we hold; `NodeMissing` if it is not there.
@@ -924,12 +973,11 @@ impl Feed {
         }
 
         // 5. Write: data + tree, signature, then the bits.
-        self.forget_reads();
         if let Some(v) = value {
-            self.storage.write_data(data_offset, v)?;
+            self.put_data(data_offset, v)?;
         }
         for n in visited.iter().chain(&extra) {
-            self.storage.write_node(n)?;
+            self.put_node(n)?;
         }
         if let Some((slot, sig)) = sig_write {
             self.storage.write_signature(slot, &sig)?;
@@ -956,6 +1004,27 @@ impl Feed {
     pub fn sync(&mut self) -> Result<()> {
         self.storage.sync()
     }
+}
+
+/// Byte offset of tree record `index` (indices stay below `2 * MAX_BLOCKS`, so this
+/// cannot overflow).
+fn tree_offset(index: u64) -> u64 {
+    HEADER_SIZE + NODE_SIZE * index
+}
+
+/// Copy the part of a write of `data` at file offset `offset` that falls inside
+/// `window` (a copy of the file from `start` on) into it.
+fn patch(window: &mut [u8], start: u64, offset: u64, data: &[u8]) {
+    let lo = start.max(offset);
+    let hi = start
+        .saturating_add(window.len() as u64)
+        .min(offset.saturating_add(data.len() as u64));
+    if lo >= hi {
+        return;
+    }
+    let (w, d) = ((lo - start) as usize, (lo - offset) as usize);
+    let n = (hi - lo) as usize;
+    window[w..w + n].copy_from_slice(&data[d..d + n]);
 }
 
 fn sum_sizes(nodes: &[Node]) -> Option<u64> {
