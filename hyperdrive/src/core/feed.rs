@@ -572,6 +572,47 @@ impl Feed {
         Ok(())
     }
 
+    /// Write tree records, runs of consecutive indices in one write each (a block, its
+    /// sibling and their parent are neighbours in the file). Where two share an index
+    /// the later one is written, as writing them in order would leave it.
+    fn put_nodes(&mut self, mut nodes: Vec<Node>) -> Result<()> {
+        nodes.sort_by_key(|n| n.index);
+        let mut i = 0;
+        let mut run = std::mem::take(&mut self.page_buf);
+        let mut result = Ok(());
+        while i < nodes.len() {
+            run.clear();
+            let first = nodes[i].index;
+            let mut next = first;
+            while i < nodes.len() && nodes[i].index <= next {
+                let mut rec = [0u8; REC];
+                storage::encode_node(&nodes[i], &mut rec);
+                if nodes[i].index < next {
+                    // Same index as the record before: the later one wins.
+                    let at = run.len() - REC;
+                    run[at..].copy_from_slice(&rec);
+                } else {
+                    run.extend_from_slice(&rec);
+                    next += 1;
+                }
+                i += 1;
+            }
+            result = self.storage.write_node_records(first, &run);
+            if result.is_err() {
+                self.forget_reads();
+                break;
+            }
+            patch(
+                &mut self.tree_win,
+                tree_offset(self.tree_win_first),
+                tree_offset(first),
+                &run,
+            );
+        }
+        self.page_buf = run;
+        result
+    }
+
     /// Write one tree record, and into the read-ahead window where it overlaps.
     fn put_node(&mut self, node: &Node) -> Result<()> {
         if let Err(e) = self.storage.write_node(node) {
@@ -976,9 +1017,7 @@ impl Feed {
         if let Some(v) = value {
             self.put_data(data_offset, v)?;
         }
-        for n in visited.iter().chain(&extra) {
-            self.put_node(n)?;
-        }
+        self.put_nodes(visited.iter().chain(&extra).copied().collect())?;
         if let Some((slot, sig)) = sig_write {
             self.storage.write_signature(slot, &sig)?;
         }
