@@ -376,7 +376,13 @@ impl Feed {
             }
         }
         let first = 2 * start;
-        if self.tail_start + (self.tail.len() / REC) as u64 != first {
+        // The tail ends with the last leaf; the record between it and the new first leaf
+        // (node `first - 1`) is a parent that cannot exist yet: zero until this append
+        // makes it, which is also what the file holds there.
+        let tail_end = self.tail_start + (self.tail.len() / REC) as u64;
+        if !self.tail.is_empty() && tail_end + 1 == first {
+            self.tail.extend_from_slice(&[0u8; REC]);
+        } else if tail_end != first || self.tail.is_empty() {
             self.tail.clear();
             self.tail_start = first;
         }
@@ -1113,6 +1119,26 @@ mod tests {
         assert_eq!(many.byte_len(), one.byte_len());
         assert_eq!(many.roots(), one.roots());
         assert_eq!(whole(&many, FileKind::Tree), whole(&one, FileKind::Tree));
+        // And both hold exactly the tree computed from scratch: every node whose leaves
+        // are all present, zeros for the others, nothing past the last leaf.
+        let tree = whole(&one, FileKind::Tree);
+        assert_eq!(tree.len() as u64, HEADER_SIZE + NODE_SIZE * (2 * total - 1));
+        let mut level: Vec<Node> = (0..total).map(|i| Node::leaf(i, &block(i))).collect();
+        let mut expected = vec![None; 2 * total as usize - 1];
+        while !level.is_empty() {
+            for n in &level {
+                expected[n.index as usize] = Some(*n);
+            }
+            level = level
+                .chunks_exact(2)
+                .map(|p| Node::parent_of(&p[0], &p[1]))
+                .filter(|n| ft::right_span(n.index) < 2 * total)
+                .collect();
+        }
+        for (i, want) in expected.iter().enumerate() {
+            let rec = &tree[HEADER_SIZE as usize + i * REC..][..REC];
+            assert_eq!(storage::decode_node(i as u64, rec), *want, "record {i}");
+        }
         assert_eq!(whole(&many, FileKind::Data), whole(&one, FileKind::Data));
         assert_eq!(
             many.storage.read_signature(total - 1).unwrap(),
