@@ -60,32 +60,53 @@ const node = JSON.parse(process.env.NODE_JSON)
 const byName = (r) => Object.fromEntries(r.cases.map((c) => [c.name, c]))
 const R = byName(rust)
 const N = byName(node)
-const fmt = (v, d) => v == null ? "-" : v.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d })
-const rows = [["case", "blocks", "Rust MiB/s", "Rust blocks/s", "Node MiB/s", "Node blocks/s", "Rust/Node"]]
-for (const name of Object.keys(R)) {
-  const r = R[name]
-  const n = N[name]
-  const ratio = n && n.seconds > 0 && r.seconds > 0 ? (n.seconds / r.seconds).toFixed(2) + "x" : "-"
-  rows.push([name, String(r.blocks), fmt(r.mibPerSec, 1), fmt(r.blocksPerSec, 0),
-    n ? fmt(n.mibPerSec, 1) : "-", n ? fmt(n.blocksPerSec, 0) : "-", ratio])
+const fmt = (v, d) => v == null || !isFinite(v) ? "-" : v.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d })
+const MiB = 1048576
+// Rates over wall time, and over the CPU time the process actually got (other processes
+// share the cores: "on-CPU" = CPU seconds / wall seconds; 100% = one core all the time).
+const rate = (c, cpu) => {
+  const s = cpu ? c.cpuSeconds : c.seconds
+  return s > 0 ? { mib: c.bytes / MiB / s, blocks: c.blocks / s } : { mib: null, blocks: null }
 }
-const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)))
-const line = (row) => row.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ")
+const busy = (c) => c && c.seconds > 0 && c.cpuSeconds != null ? fmt(100 * c.cpuSeconds / c.seconds, 0) + "%" : "-"
+function table (cpu) {
+  const rows = [["case", "blocks", "Rust MiB/s", "Rust blocks/s", "on-CPU", "Node MiB/s", "Node blocks/s", "on-CPU", "Rust/Node"]]
+  for (const name of Object.keys(R)) {
+    const r = R[name]
+    const n = N[name]
+    const rr = rate(r, cpu)
+    const nr = n ? rate(n, cpu) : null
+    const ratio = nr && nr.blocks > 0 && rr.blocks > 0 ? (rr.blocks / nr.blocks).toFixed(2) + "x" : "-"
+    rows.push([name, String(r.blocks), fmt(rr.mib, 1), fmt(rr.blocks, 0), busy(r),
+      nr ? fmt(nr.mib, 1) : "-", nr ? fmt(nr.blocks, 0) : "-", busy(n), ratio])
+  }
+  if (cpu) for (const row of rows) row.splice(7, 1) && row.splice(4, 1)
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)))
+  const line = (row) => row.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ")
+  console.log(line(rows[0]))
+  console.log(widths.map((w) => "-".repeat(w)).join("  "))
+  for (const row of rows.slice(1)) console.log(line(row))
+}
 console.log(`hypermount core benchmark: Rust hyperdrive ${rust.rust} vs Node ${node.node} hypercore ${node.hypercore}, ${process.env.CORES} cores`)
 console.log(`load average (1/5/15 min): ${process.env.LOAD_BEFORE} before, ${process.env.LOAD_AFTER} after`)
-console.log(line(rows[0]))
-console.log(widths.map((w) => "-".repeat(w)).join("  "))
-for (const row of rows.slice(1)) console.log(line(row))
+console.log("")
+console.log("Wall-clock rates (on-CPU: share of one core the process got during the case)")
+table(false)
+console.log("")
+console.log("Rates per CPU-second the process got (less sensitive to other load; includes kernel time)")
+table(true)
 console.log("")
 const targets = [
-  ["append-64k", "mibPerSec", 700, "MiB/s (64 KiB blocks, batches of 16)"],
-  ["append-1k", "blocksPerSec", 500000, "blocks/s (1 KiB blocks, batches of 64)"],
-  ["append-single", "blocksPerSec", 30000, "appends/s (single 1 KiB blocks)"]
+  ["append-64k", "mib", 700, "MiB/s (64 KiB blocks, batches of 16)"],
+  ["append-1k", "blocks", 500000, "blocks/s (1 KiB blocks, batches of 64)"],
+  ["append-single", "blocks", 30000, "appends/s (single 1 KiB blocks)"]
 ]
 for (const [name, key, goal, what] of targets) {
   const c = R[name]
   if (!c || c.blocks === 0) { console.log(`target ${name}: >= ${fmt(goal, 0)} ${what}: not run`); continue }
-  const v = c[key]
-  console.log(`target ${name}: >= ${fmt(goal, 0)} ${what}: Rust ${fmt(v, 0)}: ${v >= goal ? "MET" : "NOT MET"}`)
+  const v = rate(c, false)[key]
+  const vc = c.cpuSeconds > 0 ? rate(c, true)[key] : null
+  console.log(`target ${name}: >= ${fmt(goal, 0)} ${what}: Rust ${fmt(v, 0)} wall-clock: ${v >= goal ? "MET" : "NOT MET"}` +
+    (vc == null ? "" : ` (${fmt(vc, 0)} per CPU-second)`))
 }
 '

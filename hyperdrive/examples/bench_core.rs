@@ -28,6 +28,29 @@ struct Case {
     blocks: u64,
     bytes: u64,
     seconds: f64,
+    /// Time this thread spent on a CPU during the case (the process has no other
+    /// threads), to read the numbers against when other processes share the cores.
+    cpu_seconds: Option<f64>,
+}
+
+/// Nanoseconds this thread has run on a CPU (`/proc/thread-self/schedstat`, Linux).
+fn cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Wall and CPU time of `f`.
+fn timed<T>(
+    f: impl FnOnce() -> Result<T, Box<dyn std::error::Error>>,
+) -> Result<(T, f64, Option<f64>), Box<dyn std::error::Error>> {
+    let cpu = cpu_ns();
+    let start = Instant::now();
+    let v = f()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = cpu
+        .zip(cpu_ns())
+        .map(|(a, b)| b.saturating_sub(a) as f64 / 1e9);
+    Ok((v, seconds, cpu_seconds))
 }
 
 impl Case {
@@ -40,8 +63,11 @@ impl Case {
         } else {
             ("null".into(), "null".into())
         };
+        let cpu = self
+            .cpu_seconds
+            .map_or("null".into(), |c| format!("{c:.4}"));
         format!(
-            "{{\"name\":\"{}\",\"blocks\":{},\"bytes\":{},\"seconds\":{:.4},\"mibPerSec\":{mib},\"blocksPerSec\":{bps}}}",
+            "{{\"name\":\"{}\",\"blocks\":{},\"bytes\":{},\"seconds\":{:.4},\"cpuSeconds\":{cpu},\"mibPerSec\":{mib},\"blocksPerSec\":{bps}}}",
             self.name, self.blocks, self.bytes, self.seconds
         )
     }
@@ -78,41 +104,47 @@ fn append_case(
             b
         })
         .collect();
-    let start = Instant::now();
-    let mut j = 0u64;
-    while j < count {
-        let n = (batch as u64).min(count - j) as usize;
-        for (k, b) in bufs[..n].iter_mut().enumerate() {
-            if size >= 4 {
-                b[..4].copy_from_slice(&((j + k as u64) as u32).to_be_bytes());
+    let ((), seconds, cpu_seconds) = timed(|| {
+        let mut j = 0u64;
+        while j < count {
+            let n = (batch as u64).min(count - j) as usize;
+            for (k, b) in bufs[..n].iter_mut().enumerate() {
+                if size >= 4 {
+                    b[..4].copy_from_slice(&((j + k as u64) as u32).to_be_bytes());
+                }
             }
+            if batch == 1 {
+                feed.append(&bufs[0])?;
+            } else {
+                feed.append_batch(&bufs[..n])?;
+            }
+            j += n as u64;
         }
-        if batch == 1 {
-            feed.append(&bufs[0])?;
-        } else {
-            feed.append_batch(&bufs[..n])?;
-        }
-        j += n as u64;
-    }
+        Ok(())
+    })?;
     Ok(Case {
         name,
         blocks: count,
         bytes: count * size as u64,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
+        cpu_seconds,
     })
 }
 
 fn read_case(name: &'static str, feed: &mut Feed) -> Result<Case, Box<dyn std::error::Error>> {
-    let start = Instant::now();
-    let mut bytes = 0u64;
-    for i in 0..feed.len() {
-        bytes += std::hint::black_box(feed.get(i)?).len() as u64;
-    }
+    let (bytes, seconds, cpu_seconds) = timed(|| {
+        let mut bytes = 0u64;
+        for i in 0..feed.len() {
+            bytes += std::hint::black_box(feed.get(i)?).len() as u64;
+        }
+        Ok(bytes)
+    })?;
     Ok(Case {
         name,
         blocks: feed.len(),
         bytes,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
+        cpu_seconds,
     })
 }
 
@@ -123,16 +155,17 @@ fn replicate_case(
 ) -> Result<Case, Box<dyn std::error::Error>> {
     let mut reader = Feed::open_with_keypair(dir, KeyPair::from_public(&writer.key())?)?;
     let mut remote = RemoteTree::default();
-    let start = Instant::now();
-    for i in 0..writer.len() {
-        let digest = reader.digest(i);
-        let proof = writer
-            .proof(i, digest, false, &mut remote)?
-            .ok_or("writer lacks a block it appended")?;
-        let value = writer.get(i)?;
-        reader.verify_and_put(Some(&value), &proof)?;
-    }
-    let seconds = start.elapsed().as_secs_f64();
+    let ((), seconds, cpu_seconds) = timed(|| {
+        for i in 0..writer.len() {
+            let digest = reader.digest(i);
+            let proof = writer
+                .proof(i, digest, false, &mut remote)?
+                .ok_or("writer lacks a block it appended")?;
+            let value = writer.get(i)?;
+            reader.verify_and_put(Some(&value), &proof)?;
+        }
+        Ok(())
+    })?;
     if reader.len() != writer.len() || reader.byte_len() != writer.byte_len() {
         return Err(format!(
             "reader ended at {} blocks / {} bytes, writer has {} / {}",
@@ -148,6 +181,7 @@ fn replicate_case(
         blocks: reader.len(),
         bytes: reader.byte_len(),
         seconds,
+        cpu_seconds,
     })
 }
 
