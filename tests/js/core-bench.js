@@ -8,17 +8,19 @@
 //   append-single  --single 1 KiB blocks, one append call each
 //   read-64k       every block of the append-64k feed, in order (feed.get)
 //   read-1k        every block of the append-1k feed, in order
-//   replicate-64k  a fresh in-memory clone downloads the whole append-64k feed over two
-//                  piped `feed.replicate()` streams (the verify-and-insert-from-proofs path)
+//   replicate-64k  a fresh clone on disk (random-access-file, same temporary folder) downloads
+//                  the whole append-64k feed over two piped `feed.replicate()` streams (the
+//                  verify-and-insert-from-proofs path, plus the protocol's own framing)
 // Block j of a case holds u32be(j) followed by a fixed pseudo-random pattern.
-// Prints one JSON line: {node, hypercore, cases: [{name, blocks, bytes, seconds, mibPerSec, blocksPerSec}]}.
+// Prints one JSON line: {node, hypercore, cases: [{name, blocks, bytes, seconds, cpuSeconds,
+// mibPerSec, blocksPerSec}]}; cpuSeconds is the CPU time of the whole process (all threads,
+// including libuv's file I/O pool) during the case.
 'use strict'
 const fs = require('fs')
 const os = require('os')
 const path = require('path')
 const crypto = require('crypto')
 const hypercore = require('hypercore')
-const ram = require('random-access-memory')
 const { parse, fail } = require('./args')
 
 const { pos, opts } = parse(process.argv.slice(2), { mib: 'value', small: 'value', single: 'value', 'no-replicate': 'flag' })
@@ -41,13 +43,19 @@ function block (j, size) {
 }
 
 const cases = []
-function record (name, blocks, bytes, ns) {
+function cpuNow () {
+  const u = process.cpuUsage()
+  return u.user + u.system
+}
+
+function record (name, blocks, bytes, ns, cpuStart) {
   const seconds = Number(ns) / 1e9
   cases.push({
     name,
     blocks,
     bytes,
     seconds: +seconds.toFixed(4),
+    cpuSeconds: +((cpuNow() - cpuStart) / 1e6).toFixed(4),
     mibPerSec: seconds > 0 ? +(bytes / 1048576 / seconds).toFixed(2) : null,
     blocksPerSec: seconds > 0 ? Math.round(blocks / seconds) : null
   })
@@ -60,6 +68,7 @@ async function open (dir) {
 }
 
 async function appendCase (name, feed, count, size, batch) {
+  const c = cpuNow()
   const t = process.hrtime.bigint()
   for (let j = 0; j < count; j += batch) {
     const n = Math.min(batch, count - j)
@@ -71,29 +80,31 @@ async function appendCase (name, feed, count, size, batch) {
       await p(cb => feed.append(data, cb))
     }
   }
-  record(name, count, count * size, process.hrtime.bigint() - t)
+  record(name, count, count * size, process.hrtime.bigint() - t, c)
 }
 
 async function readCase (name, feed) {
+  const c = cpuNow()
   const t = process.hrtime.bigint()
   let bytes = 0
   for (let i = 0; i < feed.length; i++) {
     const b = await p(cb => feed.get(i, { wait: false }, cb))
     bytes += b.length
   }
-  record(name, feed.length, bytes, process.hrtime.bigint() - t)
+  record(name, feed.length, bytes, process.hrtime.bigint() - t, c)
 }
 
-async function replicateCase (name, feed) {
-  const clone = hypercore(ram, feed.key, { sparse: false })
+async function replicateCase (name, feed, dir) {
+  const clone = hypercore(dir, feed.key, { sparse: false })
   await p(cb => clone.ready(cb))
+  const c = cpuNow()
   const t = process.hrtime.bigint()
   const a = feed.replicate(true, { live: false })
   const b = clone.replicate(false, { live: false })
   a.pipe(b).pipe(a)
   await p(cb => clone.update({ minLength: feed.length }, cb))
   await p(cb => clone.download({ start: 0, end: feed.length }, cb))
-  record(name, clone.length, clone.byteLength, process.hrtime.bigint() - t)
+  record(name, clone.length, clone.byteLength, process.hrtime.bigint() - t, c)
   a.destroy()
   b.destroy()
   await p(cb => clone.close(cb))
@@ -110,7 +121,7 @@ async function main () {
     await appendCase('append-single', single, SINGLE, 1024, 1)
     await readCase('read-64k', big)
     await readCase('read-1k', small)
-    if (!opts['no-replicate']) await replicateCase('replicate-64k', big)
+    if (!opts['no-replicate']) await replicateCase('replicate-64k', big, path.join(tmp, 'clone'))
     for (const f of [big, small, single]) await p(cb => f.close(cb))
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true })

@@ -110,6 +110,8 @@ pub struct Bitfield {
     pager_len: u64,
     /// Pages changed since the last [`Bitfield::take_dirty`].
     dirty: BTreeSet<u64>,
+    /// The page last added to `dirty` since the last take (saves a set insert).
+    last_dirty: Option<u64>,
     /// sparse-bitfield `byteLength` of each region (1 + highest changed byte, or the
     /// loaded size).
     data_len: u64,
@@ -155,6 +157,7 @@ impl Bitfield {
 
     /// Pages changed since the last call, ascending; clears the dirty set.
     pub fn take_dirty(&mut self) -> Vec<usize> {
+        self.last_dirty = None;
         std::mem::take(&mut self.dirty)
             .into_iter()
             .map(|p| p as usize)
@@ -176,12 +179,17 @@ impl Bitfield {
     fn set_byte(&mut self, region: Region, byte: u64, value: u8) -> bool {
         let (page, off) = region.locate(byte);
         self.pager_len = self.pager_len.max(page + 1);
-        if self.pages.get(&page).map_or(0, |p| p[off]) == value {
-            return false;
+        // One map lookup in the common case (the page exists).
+        match self.pages.get_mut(&page) {
+            Some(p) if p[off] == value => return false,
+            Some(p) => p[off] = value,
+            None if value == 0 => return false,
+            None => {
+                let mut p = Box::new([0u8; PAGE_SIZE]);
+                p[off] = value;
+                self.pages.insert(page, p);
+            }
         }
-        self.pages
-            .entry(page)
-            .or_insert_with(|| Box::new([0u8; PAGE_SIZE]))[off] = value;
         let len = match region {
             Region::Data => &mut self.data_len,
             Region::Tree => &mut self.tree_len,
@@ -190,7 +198,11 @@ impl Bitfield {
         if byte >= *len {
             *len = byte + 1;
         }
-        self.dirty.insert(page);
+        // Appends touch the same page over and over: skip the set when it is the last.
+        if self.last_dirty != Some(page) {
+            self.dirty.insert(page);
+            self.last_dirty = Some(page);
+        }
         true
     }
 

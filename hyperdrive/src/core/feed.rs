@@ -33,6 +33,16 @@ const NODE_CACHE_CAP: usize = 1 << 16;
 /// creates below its first leaf can go out in the same write as its new records.
 const TAIL_WINDOW: usize = 1024;
 const REC: usize = NODE_SIZE as usize;
+/// Tree records read at once when a node is not cached: sequential reads then cost one
+/// system call per this many leaves instead of one each.
+const TREE_WINDOW_RECORDS: usize = 128;
+/// Bytes of `data` read at once for small blocks, for the same reason.
+const DATA_WINDOW: usize = 128 * 1024;
+/// Blocks larger than this are read directly, without the data window.
+const DATA_WINDOW_BLOCK_MAX: usize = DATA_WINDOW / 4;
+/// Appends whose blocks average at most this many bytes are copied into one buffer and
+/// written with one system call; larger blocks are written one by one without a copy.
+const COALESCE_AVG_MAX: usize = 16 * 1024;
 
 /// What happened when a verified block was inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +71,16 @@ pub struct Feed {
     last_read: Option<(u64, u64, u64)>,
     data_buf: Vec<u8>,
     page_buf: Vec<u8>,
+    /// Leaf hashes of the batch being appended (reused between appends).
+    leaf_buf: Vec<crypto::Hash>,
+    hash_scratch: Vec<u8>,
+    /// Read-ahead copy of tree records from node `tree_win_first` on, and of `data`
+    /// from byte `data_win_offset` on. Emptied before anything is written to `tree`
+    /// or `data`, so they never show bytes older than the file's.
+    tree_win: Vec<u8>,
+    tree_win_first: u64,
+    data_win: Vec<u8>,
+    data_win_offset: u64,
 }
 
 impl std::fmt::Debug for Feed {
@@ -185,6 +205,12 @@ impl Feed {
             last_read: None,
             data_buf: Vec::new(),
             page_buf: Vec::new(),
+            leaf_buf: Vec::new(),
+            hash_scratch: Vec::new(),
+            tree_win: Vec::new(),
+            tree_win_first: 0,
+            data_win: Vec::new(),
+            data_win_offset: 0,
         };
         feed.recover()?;
         Ok(feed)
@@ -249,6 +275,9 @@ impl Feed {
     /// Forget everything at or past block `len`: bits, the right-edge parents that
     /// would span past it, trailing records and data. Durable when it returns.
     fn trim_to(&mut self, len: u64) -> Result<()> {
+        self.forget_reads();
+        // Parents cut off here get new hashes when blocks are appended again.
+        self.cache.clear();
         let edge = 2 * len;
         let pages = self.bitfield.page_count() as u64;
         for b in len..pages * 8192 {
@@ -362,47 +391,92 @@ impl Feed {
             }
         }
         let first = 2 * start;
-        if self.tail_start + (self.tail.len() / REC) as u64 != first {
+        // The tail ends with the last leaf; the record between it and the new first leaf
+        // (node `first - 1`) is a parent that cannot exist yet: zero until this append
+        // makes it, which is also what the file holds there.
+        let tail_end = self.tail_start + (self.tail.len() / REC) as u64;
+        if !self.tail.is_empty() && tail_end + 1 == first {
+            self.tail.extend_from_slice(&[0u8; REC]);
+        } else if tail_end != first || self.tail.is_empty() {
             self.tail.clear();
             self.tail_start = first;
         }
         let base = self.tail.len();
         self.tail.resize(base + (2 * n as usize - 1) * REC, 0);
 
-        let mut roots = self.roots.clone();
         let mut outside: Vec<Node> = Vec::new();
         let mut lo = first;
         let mut added = 0u64;
-        let single = blocks.len() == 1;
+        // Small blocks go out in one contiguous write; large ones are written where
+        // they are, as copying them would cost more than the extra system calls.
+        let coalesce = blocks.len() > 1
+            && blocks.iter().map(|b| b.as_ref().len()).sum::<usize>()
+                <= COALESCE_AVG_MAX * blocks.len();
         self.data_buf.clear();
-        for (k, b) in blocks.iter().enumerate() {
+        let mut leaves = std::mem::take(&mut self.leaf_buf);
+        crypto::leaf_hashes(blocks, &mut self.hash_scratch, &mut leaves);
+        // The roots followed by the new leaves; then, round by round, every adjacent
+        // pair of siblings becomes its parent (all parents of a round hashed together)
+        // until no siblings are left: what remains are the roots at the new length.
+        let mut level = Vec::with_capacity(self.roots.len() + blocks.len());
+        level.extend_from_slice(&self.roots);
+        for (k, (b, hash)) in blocks.iter().zip(&leaves).enumerate() {
             let b = b.as_ref();
             added += b.len() as u64;
-            if !single {
+            if coalesce {
                 self.data_buf.extend_from_slice(b);
             }
-            let mut node = Node::leaf(start + k as u64, b);
-            loop {
+            level.push(Node::new(2 * (start + k as u64), *hash, b.len() as u64));
+        }
+        self.leaf_buf = leaves;
+        let mut fresh: &[Node] = &level[self.roots.len()..];
+        let mut pairs: Vec<(Node, Node)> = Vec::new();
+        let mut parents: Vec<Node> = Vec::new();
+        let mut next: Vec<Node> = Vec::with_capacity(level.len());
+        loop {
+            for node in fresh {
                 if node.index >= self.tail_start {
                     let at = (node.index - self.tail_start) as usize * REC;
-                    storage::encode_node(&node, &mut self.tail[at..at + REC]);
+                    storage::encode_node(node, &mut self.tail[at..at + REC]);
                     lo = lo.min(node.index);
                 } else {
-                    outside.push(node);
+                    outside.push(*node);
                 }
-                roots.push(node);
-                let len = roots.len();
-                if len < 2 || ft::sibling(roots[len - 1].index) != roots[len - 2].index {
-                    break;
-                }
-                node = Node::parent_of(&roots[len - 2], &roots[len - 1]);
-                roots.truncate(len - 2);
             }
+            pairs.clear();
+            let mut i = 0;
+            while i + 1 < level.len() {
+                if ft::sibling(level[i + 1].index) == level[i].index {
+                    pairs.push((level[i], level[i + 1]));
+                    i += 2;
+                } else {
+                    i += 1;
+                }
+            }
+            if pairs.is_empty() {
+                break;
+            }
+            crypto::parents_of(&pairs, &mut parents);
+            next.clear();
+            let mut p = parents.iter();
+            let mut i = 0;
+            while i < level.len() {
+                if i + 1 < level.len() && ft::sibling(level[i + 1].index) == level[i].index {
+                    next.push(*p.next().expect("one parent per pair"));
+                    i += 2;
+                } else {
+                    next.push(level[i]);
+                    i += 1;
+                }
+            }
+            std::mem::swap(&mut level, &mut next);
+            fresh = &parents;
         }
+        let roots = level;
         let new_length = start + n;
         let sig = self.keypair.sign(&crypto::signable(&roots, new_length))?;
 
-        let result = self.write_append(blocks, single, &outside, lo, new_length, &sig);
+        let result = self.write_append(blocks, coalesce, &outside, lo, new_length, &sig);
         if let Err(e) = result {
             // The tail may no longer mirror the file: forget it.
             self.tail.clear();
@@ -429,26 +503,39 @@ impl Feed {
     fn write_append<B: AsRef<[u8]>>(
         &mut self,
         blocks: &[B],
-        single: bool,
+        coalesce: bool,
         outside: &[Node],
         lo: u64,
         new_length: u64,
         sig: &Signature,
     ) -> Result<()> {
-        if single {
-            self.storage
-                .write_data(self.byte_length, blocks[0].as_ref())?;
-        } else {
+        if coalesce {
             let buf = std::mem::take(&mut self.data_buf);
-            let r = self.storage.write_data(self.byte_length, &buf);
+            let r = self.put_data(self.byte_length, &buf);
             self.data_buf = buf;
             r?;
+        } else {
+            let mut offset = self.byte_length;
+            for b in blocks {
+                self.put_data(offset, b.as_ref())?;
+                offset += b.as_ref().len() as u64;
+            }
         }
         for node in outside {
-            self.storage.write_node(node)?;
+            self.put_node(node)?;
         }
         let from = (lo - self.tail_start) as usize * REC;
-        self.storage.write_node_records(lo, &self.tail[from..])?;
+        let r = self.storage.write_node_records(lo, &self.tail[from..]);
+        if r.is_err() {
+            self.forget_reads();
+        }
+        r?;
+        patch(
+            &mut self.tree_win,
+            tree_offset(self.tree_win_first),
+            tree_offset(lo),
+            &self.tail[from..],
+        );
         self.storage.write_signature(new_length - 1, sig)
     }
 
@@ -486,8 +573,149 @@ impl Feed {
         }
         let (offset, size) = self.locate(index)?;
         let mut buf = vec![0u8; size as usize];
-        self.storage.read_data(offset, &mut buf)?;
+        self.read_data(offset, &mut buf)?;
         Ok(buf)
+    }
+
+    /// Empty the read-ahead windows (when a file is cut short or a write failed).
+    fn forget_reads(&mut self) {
+        self.tree_win.clear();
+        self.data_win.clear();
+    }
+
+    /// Write to `data`, and into the read-ahead window where it overlaps.
+    fn put_data(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        if let Err(e) = self.storage.write_data(offset, data) {
+            self.forget_reads();
+            return Err(e);
+        }
+        patch(&mut self.data_win, self.data_win_offset, offset, data);
+        Ok(())
+    }
+
+    /// Write tree records, runs of consecutive indices in one write each (a block, its
+    /// sibling and their parent are neighbours in the file). Where two share an index
+    /// the later one is written, as writing them in order would leave it.
+    fn put_nodes(&mut self, mut nodes: Vec<Node>) -> Result<()> {
+        nodes.sort_by_key(|n| n.index);
+        let mut i = 0;
+        let mut run = std::mem::take(&mut self.page_buf);
+        let mut result = Ok(());
+        while i < nodes.len() {
+            run.clear();
+            let first = nodes[i].index;
+            let mut next = first;
+            while i < nodes.len() && nodes[i].index <= next {
+                let mut rec = [0u8; REC];
+                storage::encode_node(&nodes[i], &mut rec);
+                if nodes[i].index < next {
+                    // Same index as the record before: the later one wins.
+                    let at = run.len() - REC;
+                    run[at..].copy_from_slice(&rec);
+                } else {
+                    run.extend_from_slice(&rec);
+                    next += 1;
+                }
+                i += 1;
+            }
+            result = self.storage.write_node_records(first, &run);
+            if result.is_err() {
+                self.forget_reads();
+                break;
+            }
+            patch(
+                &mut self.tree_win,
+                tree_offset(self.tree_win_first),
+                tree_offset(first),
+                &run,
+            );
+        }
+        self.page_buf = run;
+        result
+    }
+
+    /// Write one tree record, and into the read-ahead window where it overlaps.
+    fn put_node(&mut self, node: &Node) -> Result<()> {
+        if let Err(e) = self.storage.write_node(node) {
+            self.forget_reads();
+            return Err(e);
+        }
+        let mut rec = [0u8; REC];
+        storage::encode_node(node, &mut rec);
+        patch(
+            &mut self.tree_win,
+            tree_offset(self.tree_win_first),
+            tree_offset(node.index),
+            &rec,
+        );
+        Ok(())
+    }
+
+    /// Fill `buf` from `data` at `offset`, through the read-ahead window for small blocks.
+    fn read_data(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if buf.len() > DATA_WINDOW_BLOCK_MAX {
+            return self.storage.read_data(offset, buf);
+        }
+        let in_window = |s: &Self| {
+            offset
+                .checked_sub(s.data_win_offset)
+                .and_then(|o| usize::try_from(o).ok())
+                .filter(|&o| {
+                    o.checked_add(buf.len())
+                        .is_some_and(|e| e <= s.data_win.len())
+                })
+        };
+        let at = match in_window(self) {
+            Some(at) => at,
+            None => {
+                self.data_win.resize(DATA_WINDOW, 0);
+                let n = self
+                    .storage
+                    .read(FileKind::Data, offset, &mut self.data_win);
+                let n = n.inspect_err(|_| self.data_win.clear())?;
+                self.data_win.truncate(n);
+                self.data_win_offset = offset;
+                if n < buf.len() {
+                    // Short file: let storage report it.
+                    return self.storage.read_data(offset, buf);
+                }
+                0
+            }
+        };
+        buf.copy_from_slice(&self.data_win[at..at + buf.len()]);
+        Ok(())
+    }
+
+    /// Tree record `index` from the read-ahead window: `Some(None)` when the window
+    /// holds it as absent, `None` when the window does not cover it.
+    fn window_node(&self, index: u64) -> Option<Option<Node>> {
+        let i = usize::try_from(index.checked_sub(self.tree_win_first)?).ok()?;
+        let rec = self
+            .tree_win
+            .get(i.checked_mul(REC)?..i.checked_mul(REC)? + REC)?;
+        Some(storage::decode_node(index, rec))
+    }
+
+    /// Read the aligned run of records around `index` into the window (aligned, so that
+    /// a leaf and its nearby parents share one read); the node at `index`.
+    fn fill_tree_window(&mut self, index: u64) -> Result<Option<Node>> {
+        let first = index - index % TREE_WINDOW_RECORDS as u64;
+        let Some(off) = first
+            .checked_mul(NODE_SIZE)
+            .and_then(|o| o.checked_add(HEADER_SIZE))
+        else {
+            return Ok(None);
+        };
+        self.tree_win.resize(TREE_WINDOW_RECORDS * REC, 0);
+        let n = self.storage.read(FileKind::Tree, off, &mut self.tree_win);
+        let n = n.inspect_err(|_| self.tree_win.clear())?;
+        // Past the end of the file every record is absent (zero), and so is a record the
+        // end cuts short, as in `read_node`. The window keeps its whole span so that
+        // records written later land in it (see `put_node`).
+        let whole = n / REC * REC;
+        self.tree_win[whole..].fill(0);
+        self.tree_win_first = first;
+        Ok(self.window_node(index).flatten())
     }
 
     /// Byte offset and size of block `index` in `data` (hypercore.md §6.5).
@@ -566,14 +794,25 @@ impl Feed {
         if let Some(n) = self.cache.get(&index) {
             return Ok(Some(*n));
         }
-        let node = self.storage.read_node(index)?;
-        if let Some(n) = node {
-            if self.cache.len() >= NODE_CACHE_CAP {
-                self.cache.clear();
+        if let Some(n) = self.window_node(index) {
+            // Parents and roots are asked for again long after the window has moved on.
+            if let Some(node) = n.filter(|_| ft::depth(index) > 0) {
+                self.cache_node(node);
             }
-            self.cache.insert(index, n);
+            return Ok(n);
+        }
+        let node = self.fill_tree_window(index)?;
+        if let Some(n) = node {
+            self.cache_node(n);
         }
         Ok(node)
+    }
+
+    fn cache_node(&mut self, node: Node) {
+        if self.cache.len() >= NODE_CACHE_CAP {
+            self.cache.clear();
+        }
+        self.cache.insert(node.index, node);
     }
 
     /// A node the bitfield says we hold; `NodeMissing` if it is not there.
@@ -797,11 +1036,9 @@ impl Feed {
 
         // 5. Write: data + tree, signature, then the bits.
         if let Some(v) = value {
-            self.storage.write_data(data_offset, v)?;
+            self.put_data(data_offset, v)?;
         }
-        for n in visited.iter().chain(&extra) {
-            self.storage.write_node(n)?;
-        }
+        self.put_nodes(visited.iter().chain(&extra).copied().collect())?;
         if let Some((slot, sig)) = sig_write {
             self.storage.write_signature(slot, &sig)?;
         }
@@ -829,8 +1066,134 @@ impl Feed {
     }
 }
 
+/// Byte offset of tree record `index` (indices stay below `2 * MAX_BLOCKS`, so this
+/// cannot overflow).
+fn tree_offset(index: u64) -> u64 {
+    HEADER_SIZE + NODE_SIZE * index
+}
+
+/// Copy the part of a write of `data` at file offset `offset` that falls inside
+/// `window` (a copy of the file from `start` on) into it.
+fn patch(window: &mut [u8], start: u64, offset: u64, data: &[u8]) {
+    let lo = start.max(offset);
+    let hi = start
+        .saturating_add(window.len() as u64)
+        .min(offset.saturating_add(data.len() as u64));
+    if lo >= hi {
+        return;
+    }
+    let (w, d) = ((lo - start) as usize, (lo - offset) as usize);
+    let n = (hi - lo) as usize;
+    window[w..w + n].copy_from_slice(&data[d..d + n]);
+}
+
 fn sum_sizes(nodes: &[Node]) -> Option<u64> {
     nodes
         .iter()
         .try_fold(0u64, |acc, n| acc.checked_add(n.size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Block `i`: sizes cycle through small, medium and large (above the copy and
+    /// scratch-hash thresholds), so every path of `append_batch` is taken.
+    fn block(i: u64) -> Vec<u8> {
+        let size = [0usize, 1, 100, 1024, 9000, 20_000, 3, 70_000][(i % 8) as usize];
+        (0..size).map(|k| (k as u64 * 7 + i * 13) as u8).collect()
+    }
+
+    fn whole(feed: &Feed, kind: FileKind) -> Vec<u8> {
+        let len = feed.storage.file_len(kind).unwrap() as usize;
+        let mut buf = vec![0u8; len];
+        assert_eq!(feed.storage.read(kind, 0, &mut buf).unwrap(), len);
+        buf
+    }
+
+    #[test]
+    fn batched_appends_match_single_appends() {
+        let kp = KeyPair::from_seed(&[7u8; 32]);
+        let total = 150u64;
+        let mut one = Feed::in_memory(kp.clone());
+        for i in 0..total {
+            one.append(&block(i)).unwrap();
+        }
+        let mut many = Feed::in_memory(kp);
+        let mut i = 0u64;
+        for n in [1u64, 2, 3, 64, 5, 8, 13, 16, 21, 17].iter().cycle() {
+            if i == total {
+                break;
+            }
+            let n = (*n).min(total - i);
+            let batch: Vec<Vec<u8>> = (i..i + n).map(block).collect();
+            assert_eq!(many.append_batch(&batch).unwrap(), i + n);
+            i += n;
+        }
+        assert_eq!(many.len(), one.len());
+        assert_eq!(many.byte_len(), one.byte_len());
+        assert_eq!(many.roots(), one.roots());
+        assert_eq!(whole(&many, FileKind::Tree), whole(&one, FileKind::Tree));
+        // And both hold exactly the tree computed from scratch: every node whose leaves
+        // are all present, zeros for the others, nothing past the last leaf.
+        let tree = whole(&one, FileKind::Tree);
+        assert_eq!(tree.len() as u64, HEADER_SIZE + NODE_SIZE * (2 * total - 1));
+        let mut level: Vec<Node> = (0..total).map(|i| Node::leaf(i, &block(i))).collect();
+        let mut expected = vec![None; 2 * total as usize - 1];
+        while !level.is_empty() {
+            for n in &level {
+                expected[n.index as usize] = Some(*n);
+            }
+            level = level
+                .chunks_exact(2)
+                .map(|p| Node::parent_of(&p[0], &p[1]))
+                .filter(|n| ft::right_span(n.index) < 2 * total)
+                .collect();
+        }
+        for (i, want) in expected.iter().enumerate() {
+            let rec = &tree[HEADER_SIZE as usize + i * REC..][..REC];
+            assert_eq!(storage::decode_node(i as u64, rec), *want, "record {i}");
+        }
+        assert_eq!(whole(&many, FileKind::Data), whole(&one, FileKind::Data));
+        assert_eq!(
+            many.storage.read_signature(total - 1).unwrap(),
+            one.storage.read_signature(total - 1).unwrap()
+        );
+        for i in 0..total {
+            assert_eq!(many.get(i).unwrap(), block(i), "block {i}");
+        }
+        for n in 0..2 * total - 1 {
+            assert_eq!(many.node(n).unwrap(), one.node(n).unwrap(), "node {n}");
+        }
+    }
+
+    #[test]
+    fn reads_see_what_was_stored_after_a_read_ahead() {
+        let mut writer = Feed::in_memory(KeyPair::from_seed(&[8u8; 32]));
+        let blocks: Vec<Vec<u8>> = (0..40u64).map(|i| vec![i as u8; 10 + i as usize]).collect();
+        writer.append_batch(&blocks).unwrap();
+        let mut reader = Feed::in_memory(KeyPair::from_public(&writer.key()).unwrap());
+        let mut put = |reader: &mut Feed, i: u64| {
+            let mut remote = RemoteTree::default();
+            let proof = writer
+                .proof(i, reader.digest(i), false, &mut remote)
+                .unwrap()
+                .unwrap();
+            let value = writer.get(i).unwrap();
+            reader.verify_and_put(Some(&value), &proof).unwrap();
+        };
+        // Each read fills the windows past the block with records and bytes that are
+        // not there yet; the next put must make them visible.
+        for i in [10u64, 11, 3, 12, 39, 4, 0] {
+            put(&mut reader, i);
+            assert_eq!(reader.get(i).unwrap(), blocks[i as usize], "block {i}");
+        }
+        for i in [10u64, 11, 3, 12, 39, 4, 0] {
+            assert_eq!(reader.get(i).unwrap(), blocks[i as usize], "again {i}");
+        }
+        assert!(matches!(
+            reader.get(13),
+            Err(CoreError::BlockMissing { index: 13 })
+        ));
+    }
 }
