@@ -161,6 +161,14 @@ impl Protocol {
         std::mem::take(&mut self.out)
     }
 
+    /// Bytes to write to the socket, in order; `spare` (cleared) becomes the new
+    /// output buffer, so a caller that recycles written buffers spares the
+    /// allocation and the regrowth of a fresh one for every flush.
+    pub fn take_outgoing_into(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
+        spare.clear();
+        std::mem::replace(&mut self.out, spare)
+    }
+
     /// Bytes waiting to be written.
     pub fn outgoing_len(&self) -> usize {
         self.out.len()
