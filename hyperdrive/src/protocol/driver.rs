@@ -80,6 +80,39 @@ impl Outbox {
     }
 }
 
+/// Acknowledges received TCP segments at once instead of after Linux's delayed-ACK
+/// timer (up to 40 ms). Node leaves Nagle's algorithm on: it holds a small message
+/// back while its previous small one is unacknowledged, and when we have nothing to
+/// answer with (a Have after its Open, a Request after a Request), our ACK comes only
+/// with the timer. That stalled the first block of a Node seeder by ~40 ms. Setting
+/// TCP_QUICKACK after a read sends the pending ACK now; only plain TCP sockets on
+/// Linux are touched (through a duplicate of the socket's descriptor).
+struct AckNow(Option<socket2::Socket>);
+
+impl AckNow {
+    fn for_io<S: 'static>(io: &S) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsFd;
+            let any: &dyn std::any::Any = io;
+            if let Some(tcp) = any.downcast_ref::<tokio::net::TcpStream>() {
+                if let Ok(fd) = tcp.as_fd().try_clone_to_owned() {
+                    return AckNow(Some(socket2::Socket::from(fd)));
+                }
+            }
+        }
+        let _ = io;
+        AckNow(None)
+    }
+
+    fn after_read(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(s) = &self.0 {
+            let _ = s.set_tcp_quickack(true);
+        }
+    }
+}
+
 /// Where a connection finds feeds: those to offer at once, those the remote asks
 /// for by discovery key, and those opened later (a corestore implements this).
 pub trait FeedSource: Send + Sync + 'static {
@@ -199,6 +232,7 @@ pub async fn replicate<S>(
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let ack_now = AckNow::for_io(&io);
     let (mut rd, mut wr) = tokio::io::split(io);
     let keypair = match opts.keypair {
         Some(seed) => StaticKeypair::from_seed(&seed),
@@ -256,6 +290,7 @@ where
                     Err(e) => break Err(ProtocolError::Io(e).into()),
                 };
                 stats.bytes_in.fetch_add(n, Ordering::Relaxed);
+                ack_now.after_read();
                 let now = Instant::now();
                 if let Err(e) = proto.receive(&mut buf[..n], now) {
                     break Err(e.into());

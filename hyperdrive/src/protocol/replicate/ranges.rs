@@ -157,7 +157,8 @@ mod tests {
             for i in 0..80 { prop_assert_eq!(s.contains(i), m.contains(&i)); }
             prop_assert_eq!(s.next_in(probe, 80), m.range(probe..80).next().copied());
             let flat: Vec<u64> = s.runs_in(probe, 70).flatten().collect();
-            let want: Vec<u64> = m.range(probe..70).copied().collect();
+            // BTreeSet::range panics on an inverted range; runs_in yields nothing.
+            let want: Vec<u64> = m.range(probe.min(70)..70).copied().collect();
             prop_assert_eq!(flat, want);
         }
     }
