@@ -116,8 +116,10 @@ impl RangeSet {
             .next_back()
             .map(|(&s, _)| s)
             .unwrap_or(from);
+        // An empty query (`from >= to`) yields nothing; BTreeMap::range would panic
+        // on the inverted range `first..to`.
         self.runs
-            .range(first..to)
+            .range(first.min(to)..to)
             .map(move |(&s, &e)| s.max(from)..e.min(to))
             .filter(|r| r.start < r.end)
     }
