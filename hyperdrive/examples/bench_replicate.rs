@@ -193,15 +193,27 @@ async fn clone(o: HashMap<String, String>) {
 }
 
 /// XSalsa20 throughput: ours (protocol::cipher) against the `salsa20` crate.
-fn cipher() {
+/// `cipher ours` or `cipher crate` runs only one (for `perf stat`).
+fn cipher(only: Option<&str>) {
     use salsa20::cipher::{KeyIvInit, StreamCipher};
     let mut buf = vec![0u8; 1 << 20];
+    if only == Some("crate") {
+        let mut theirs = salsa20::XSalsa20::new(&[1; 32].into(), &[2; 24].into());
+        for _ in 0..256 {
+            theirs.apply_keystream(&mut buf);
+        }
+        std::hint::black_box(&buf);
+        return;
+    }
     let mut ours = hyperdrive::protocol::cipher::XorStream::new(&[1; 32], &[2; 24]);
     let t = Instant::now();
     for _ in 0..256 {
         ours.apply(&mut buf);
     }
     println!("protocol::cipher XorStream: {:.0} MiB/s", 256.0 / t.elapsed().as_secs_f64());
+    if only.is_some() {
+        return;
+    }
     let mut theirs = salsa20::XSalsa20::new(&[1; 32].into(), &[2; 24].into());
     let t = Instant::now();
     for _ in 0..256 {
@@ -216,6 +228,9 @@ fn main() {
     let Some(cmd) = args.first().cloned() else {
         die("usage: bench_replicate serve|clone ...")
     };
+    if cmd == "cipher" {
+        return cipher(args.get(1).map(String::as_str));
+    }
     let o = parse(&args[1..]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -225,7 +240,6 @@ fn main() {
     match cmd.as_str() {
         "serve" => rt.block_on(serve(o)),
         "clone" => rt.block_on(clone(o)),
-        "cipher" => cipher(),
         _ => die("usage: bench_replicate serve|clone ..."),
     }
 }

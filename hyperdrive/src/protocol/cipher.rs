@@ -8,8 +8,9 @@ use wide::u32x4;
 
 use super::handshake::HandshakeResult;
 
-/// Keystream bytes made per batch: four 64-byte Salsa20 blocks, computed side by side.
+/// Salsa20 blocks computed side by side.
 const LANES: usize = 4;
+/// Keystream bytes made per batch.
 const BATCH: usize = LANES * 64;
 
 /// One direction's keystream. Bytes may be fed in any chunking: XOR-ing `a` then `b`
@@ -17,11 +18,12 @@ const BATCH: usize = LANES * 64;
 ///
 /// XSalsa20 is HSalsa20 (key, nonce[0..16]) → subkey, then Salsa20/20 with that subkey
 /// and nonce[16..24]. The Salsa20 blocks are computed four at a time with each state
-/// word held as a `[u32; 4]` (one lane per block), which the compiler turns into SSE2
-/// vector instructions without any `unsafe`: about four times the speed of the
-/// one-block-at-a-time `salsa20` crate, whose output it matches byte for byte (tests
-/// below). Every byte on the wire passes through here twice per connection (encrypt
-/// on one side, decrypt on the other), so this bounds replication throughput.
+/// word held in one `wide::u32x4` (one lane per block; SSE2 on x86-64, no `unsafe`
+/// here): about 2.2 times the speed of the one-block-at-a-time `salsa20` crate
+/// (1.3 GiB/s against 0.57 GiB/s of CPU time here), whose output it matches byte for
+/// byte (tests below). Every byte on the wire passes through here on both sides of a
+/// connection, so this bounds replication throughput. (Plain `[u32; 4]` arithmetic
+/// does not get vectorized: LLVM keeps SSE2 rotates scalar.)
 pub struct XorStream {
     /// The Salsa20 input block for `counter = 0`, as words.
     init: [u32; 16],
@@ -102,12 +104,29 @@ fn blocks4(init: &[u32; 16], counter: u64, out: &mut [u8; BATCH]) {
     let x = [
         x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15,
     ];
-    for w in 0..16 {
-        let v = (x[w] + start[w]).to_array();
-        for (l, v) in v.iter().enumerate() {
-            out[l * 64 + w * 4..l * 64 + w * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    // Transpose 4x4 groups of words so each block's 16 bytes come out together.
+    for g in 0..4 {
+        let t = u32x4::transpose([
+            x[4 * g] + start[4 * g],
+            x[4 * g + 1] + start[4 * g + 1],
+            x[4 * g + 2] + start[4 * g + 2],
+            x[4 * g + 3] + start[4 * g + 3],
+        ]);
+        for (l, v) in t.iter().enumerate() {
+            let bytes: [u8; 16] = le_bytes(v.to_array());
+            out[l * 64 + g * 16..l * 64 + g * 16 + 16].copy_from_slice(&bytes);
         }
     }
+}
+
+/// Four words as 16 little-endian bytes.
+#[inline(always)]
+fn le_bytes(w: [u32; 4]) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    for (i, w) in w.iter().enumerate() {
+        b[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    b
 }
 
 #[inline(always)]
