@@ -210,7 +210,10 @@ fn cipher(only: Option<&str>) {
     for _ in 0..256 {
         ours.apply(&mut buf);
     }
-    println!("protocol::cipher XorStream: {:.0} MiB/s", 256.0 / t.elapsed().as_secs_f64());
+    println!(
+        "protocol::cipher XorStream: {:.0} MiB/s",
+        256.0 / t.elapsed().as_secs_f64()
+    );
     if only.is_some() {
         return;
     }
@@ -219,7 +222,10 @@ fn cipher(only: Option<&str>) {
     for _ in 0..256 {
         theirs.apply_keystream(&mut buf);
     }
-    println!("salsa20 crate XSalsa20:    {:.0} MiB/s", 256.0 / t.elapsed().as_secs_f64());
+    println!(
+        "salsa20 crate XSalsa20:    {:.0} MiB/s",
+        256.0 / t.elapsed().as_secs_f64()
+    );
     std::hint::black_box(&buf);
 }
 
@@ -232,8 +238,19 @@ fn main() {
         return cipher(args.get(1).map(String::as_str));
     }
     let o = parse(&args[1..]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // BENCH_THREADS=1: a current-thread runtime (default: 2 workers, the machine's cores).
+    let threads: usize = std::env::var("BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2);
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let rt = builder
         .enable_all()
         .build()
         .unwrap_or_else(|e| die(&e.to_string()));

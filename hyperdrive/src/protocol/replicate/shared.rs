@@ -67,7 +67,12 @@ impl FeedState {
             Some(first) if first.seq > from => None,
             Some(first) => {
                 let skip = usize::try_from(from - first.seq).unwrap_or(usize::MAX);
-                Some(self.log.range(skip.min(self.log.len())..).copied().collect())
+                Some(
+                    self.log
+                        .range(skip.min(self.log.len())..)
+                        .copied()
+                        .collect(),
+                )
             }
             None => Some(Vec::new()),
         }
@@ -289,7 +294,9 @@ mod tests {
         let all = st.announcements_since(10).expect("kept");
         assert_eq!(all.len(), LOG_CAPACITY);
         assert_eq!((all[0].seq, all[0].start), (10, 20));
-        let tail = st.announcements_since(LOG_CAPACITY as u64 + 8).expect("kept");
+        let tail = st
+            .announcements_since(LOG_CAPACITY as u64 + 8)
+            .expect("kept");
         assert_eq!(
             tail.iter().map(|a| a.seq).collect::<Vec<_>>(),
             vec![LOG_CAPACITY as u64 + 8, LOG_CAPACITY as u64 + 9]
