@@ -28,7 +28,7 @@ pub struct Frame {
 impl Frame {
     /// Decode the body; `Ok(None)` for the ignored types 11..14.
     pub fn message(&self) -> Result<Option<Message>, ProtocolError> {
-        Message::decode(self.type_id, &self.body)
+        Message::decode_bytes(self.type_id, self.body.clone())
     }
 }
 

@@ -251,6 +251,21 @@ impl Message {
     }
 
     /// Decode a body of wire type `type_id`. `Ok(None)` for the ignored types 11..14.
+    /// [`Message::decode`] from a shared buffer: a Data value is copied out of it
+    /// once, where decoding from a slice copies it twice (prost first copies a slice
+    /// into a temporary buffer, then into the `Vec`). Same results otherwise.
+    pub fn decode_bytes(type_id: u8, body: bytes::Bytes) -> Result<Option<Message>, ProtocolError> {
+        if type_id != types::DATA {
+            return Self::decode(type_id, &body);
+        }
+        check_data_required(&body)?;
+        let data = Data::decode(body).map_err(|e| ProtocolError::Malformed {
+            what: "Data",
+            reason: e.to_string(),
+        })?;
+        Ok(Some(Message::Data(data)))
+    }
+
     pub fn decode(type_id: u8, body: &[u8]) -> Result<Option<Message>, ProtocolError> {
         let msg = match type_id {
             types::OPEN => Message::Open(decode_checked(body, "Open", &[1])?),
@@ -1025,12 +1040,17 @@ pub(crate) mod tests {
             prop_assert_eq!(body.len(), msg.encoded_len());
             let back = Message::decode(msg.type_id(), &body);
             prop_assert!(back.is_ok(), "{:?}", back);
-            prop_assert_eq!(back.ok().flatten(), Some(msg));
+            prop_assert_eq!(back.ok().flatten(), Some(msg.clone()));
+            let shared = Message::decode_bytes(msg.type_id(), bytes::Bytes::from(body));
+            prop_assert_eq!(shared.ok().flatten(), Some(msg));
         }
 
         #[test]
         fn decode_never_panics(t in 0u8..=20, body in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = Message::decode(t, &body);
+            let a = Message::decode(t, &body);
+            let b = Message::decode_bytes(t, bytes::Bytes::from(body));
+            prop_assert_eq!(a.is_ok(), b.is_ok());
+            prop_assert_eq!(a.ok(), b.ok());
         }
 
         #[test]

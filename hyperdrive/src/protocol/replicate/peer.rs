@@ -443,6 +443,7 @@ impl PeerFeed {
             }
         }
         // Selections, lowest missing blocks first.
+        wants.advance_low_water(feed);
         let remote_length = self.remote_length;
         let count = wants.selections().len();
         for k in 0..count {

@@ -61,9 +61,20 @@ impl FeedState {
     /// Announcements with `seq >= from`, or `None` if some were already dropped (the
     /// caller must then re-send everything it holds).
     pub fn announcements_since(&self, from: u64) -> Option<Vec<Announcement>> {
+        // Sequence numbers in the log are consecutive: index straight to `from`
+        // instead of filtering up to LOG_CAPACITY entries on every wake-up.
         match self.log.front() {
             Some(first) if first.seq > from => None,
-            _ => Some(self.log.iter().filter(|a| a.seq >= from).copied().collect()),
+            Some(first) => {
+                let skip = usize::try_from(from - first.seq).unwrap_or(usize::MAX);
+                Some(
+                    self.log
+                        .range(skip.min(self.log.len())..)
+                        .copied()
+                        .collect(),
+                )
+            }
+            None => Some(Vec::new()),
         }
     }
 
@@ -262,5 +273,35 @@ impl SharedFeed {
     pub fn set_track_length(&self, on: bool) {
         self.lock().wants.track_length = on;
         self.wake_peers();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::KeyPair;
+
+    #[test]
+    fn announcements_since_indexes_the_log() {
+        let shared = SharedFeed::new(Feed::in_memory(KeyPair::generate()));
+        let mut st = shared.lock();
+        assert_eq!(st.announcements_since(0), Some(vec![]));
+        for i in 0..(LOG_CAPACITY as u64 + 10) {
+            st.record(i * 2, 1);
+        }
+        // The first 10 records were dropped.
+        assert_eq!(st.announcements_since(9), None);
+        let all = st.announcements_since(10).expect("kept");
+        assert_eq!(all.len(), LOG_CAPACITY);
+        assert_eq!((all[0].seq, all[0].start), (10, 20));
+        let tail = st
+            .announcements_since(LOG_CAPACITY as u64 + 8)
+            .expect("kept");
+        assert_eq!(
+            tail.iter().map(|a| a.seq).collect::<Vec<_>>(),
+            vec![LOG_CAPACITY as u64 + 8, LOG_CAPACITY as u64 + 9]
+        );
+        assert_eq!(st.announcements_since(st.next_seq()), Some(vec![]));
+        assert_eq!(st.announcements_since(st.next_seq() + 5), Some(vec![]));
     }
 }
