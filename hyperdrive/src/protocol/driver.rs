@@ -346,7 +346,23 @@ where
     })
     .await;
     if let Err(e) = &result {
-        tracing::debug!(error = %e, "replication connection ended");
+        // Every disconnect says why: verification failures and floods are the remote's
+        // fault and worth a warning; timeouts and resets are ordinary network life.
+        match e {
+            DriverError::Replicate {
+                source:
+                    ReplicateError::Verify(_)
+                    | ReplicateError::Flood(_)
+                    | ReplicateError::Malformed { .. },
+                ..
+            }
+            | DriverError::Protocol(
+                ProtocolError::BadCapability { .. }
+                | ProtocolError::Malformed { .. }
+                | ProtocolError::FrameTooLarge { .. },
+            ) => tracing::warn!(error = %e, "disconnecting a misbehaving peer"),
+            _ => tracing::info!(error = %e, "replication connection ended"),
+        }
     }
     result
 }
