@@ -14,22 +14,33 @@ fn lo(port: u16) -> SocketAddrV4 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_nodes_find_an_announcement_within_3s() {
-    let boot = hyperdrive::swarm::bootstrap::spawn("127.0.0.1:0".parse::<SocketAddr>().unwrap(), Vec::new())
-        .await
-        .unwrap();
+    let boot = hyperdrive::swarm::bootstrap::spawn(
+        "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+        Vec::new(),
+    )
+    .await
+    .unwrap();
     let mut nodes = Vec::new();
     for i in 0..20u8 {
         // Prefer distinct 127.0.0.x addresses; fall back to 127.0.0.1 if they do not bind.
         let addr: SocketAddr = format!("127.0.0.{}:0", i + 2).parse().unwrap();
-        let config = NodeConfig { bootstrap: vec![boot.local_addr()], ..NodeConfig::default() };
+        let config = NodeConfig {
+            bootstrap: vec![boot.local_addr()],
+            ..NodeConfig::default()
+        };
         let dht = match Dht::bind(addr, config.clone()).await {
             Ok(d) => d,
-            Err(_) => Dht::bind("127.0.0.1:0".parse().unwrap(), config).await.unwrap(),
+            Err(_) => Dht::bind("127.0.0.1:0".parse().unwrap(), config)
+                .await
+                .unwrap(),
         };
         nodes.push(dht);
     }
     for n in &nodes {
-        tokio::time::timeout(Duration::from_secs(10), n.ready()).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), n.ready())
+            .await
+            .unwrap()
+            .unwrap();
     }
     // The network knows itself: the bootstrap's table holds all 20.
     assert_eq!(boot.info().await.unwrap().routing_table_len, 20);
@@ -54,19 +65,34 @@ async fn twenty_nodes_find_an_announcement_within_3s() {
 async fn dead_bootstrap_is_a_clear_error() {
     // A port that nobody listens on.
     let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let SocketAddr::V4(dead_addr) = dead.local_addr().unwrap() else { unreachable!() };
+    let SocketAddr::V4(dead_addr) = dead.local_addr().unwrap() else {
+        unreachable!()
+    };
     drop(dead);
-    let config = NodeConfig { bootstrap: vec![dead_addr], ephemeral: true, ..NodeConfig::default() };
-    let dht = Dht::bind("127.0.0.1:0".parse().unwrap(), config).await.unwrap();
+    let config = NodeConfig {
+        bootstrap: vec![dead_addr],
+        ephemeral: true,
+        ..NodeConfig::default()
+    };
+    let dht = Dht::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
     let started = Instant::now();
-    let res = tokio::time::timeout(Duration::from_secs(15), dht.lookup([1; 32], None)).await.expect("lookup hung");
+    let res = tokio::time::timeout(Duration::from_secs(15), dht.lookup([1; 32], None))
+        .await
+        .expect("lookup hung");
     match res {
         Err(DriverError::Dht(DhtError::NoNodesResponded)) => {}
         other => panic!("{other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(10));
-    let ping = tokio::time::timeout(Duration::from_secs(15), dht.ping(dead_addr)).await.expect("ping hung");
-    assert!(matches!(ping, Err(DriverError::Dht(DhtError::Timeout(a))) if a == dead_addr), "{ping:?}");
+    let ping = tokio::time::timeout(Duration::from_secs(15), dht.ping(dead_addr))
+        .await
+        .expect("ping hung");
+    assert!(
+        matches!(ping, Err(DriverError::Dht(DhtError::Timeout(a))) if a == dead_addr),
+        "{ping:?}"
+    );
     // The node is still ready (the bootstrap walk ended), just alone.
     dht.ready().await.unwrap();
 }
@@ -89,7 +115,10 @@ fn requests_retry_twice_then_time_out() {
         node.handle_timeout(now);
         for (to, bytes) in drain(&mut node) {
             assert_eq!(to, lo(9));
-            assert_eq!(bytes, first[0].1, "a retry resends the same bytes (same rid)");
+            assert_eq!(
+                bytes, first[0].1,
+                "a retry resends the same bytes (same rid)"
+            );
             sends.push(now - t0);
         }
         while let Some(ev) = node.poll_event() {
@@ -100,11 +129,24 @@ fn requests_retry_twice_then_time_out() {
             }
         }
     }
-    assert_eq!(sends, vec![Duration::ZERO, Duration::from_millis(2250), Duration::from_millis(4500)]);
+    assert_eq!(
+        sends,
+        vec![
+            Duration::ZERO,
+            Duration::from_millis(2250),
+            Duration::from_millis(4500)
+        ]
+    );
     assert_eq!(done, Some(Duration::from_millis(7500)));
 }
 
-fn request(kind: MessageType, rid: u64, command: &str, target: Option<[u8; 32]>, value: Option<Vec<u8>>) -> Message {
+fn request(
+    kind: MessageType,
+    rid: u64,
+    command: &str,
+    target: Option<[u8; 32]>,
+    value: Option<Vec<u8>>,
+) -> Message {
     let mut m = Message::new(kind, rid);
     m.command = Some(command.into());
     m.target = target.map(|t| t.to_vec());
@@ -118,30 +160,65 @@ fn update_needs_a_valid_token_and_garbage_is_dropped() {
     let mut server = DhtNode::new(NodeConfig::default(), t0);
     let client = lo(4000);
     let topic = [3u8; 32];
-    let ann = PeersInput { port: Some(0), ..Default::default() }.encode();
+    let ann = PeersInput {
+        port: Some(0),
+        ..Default::default()
+    }
+    .encode();
 
     // QUERY gets a token.
-    server.handle_datagram(client, &request(MessageType::Query, 1, "peers", Some(topic), Some(ann.clone())).encode(), t0);
+    server.handle_datagram(
+        client,
+        &request(
+            MessageType::Query,
+            1,
+            "peers",
+            Some(topic),
+            Some(ann.clone()),
+        )
+        .encode(),
+        t0,
+    );
     let out = drain(&mut server);
     assert_eq!(out.len(), 1);
     let resp = Message::decode(&out[0].1).unwrap();
     assert_eq!(resp.kind, MessageType::Response);
     assert_eq!(resp.rid, 1);
     assert_eq!(resp.to.as_deref(), Some(&encode_peer(client)[..]));
-    assert_eq!(resp.value.as_deref(), Some(&[][..]), "nothing stored yet: zero-length value");
+    assert_eq!(
+        resp.value.as_deref(),
+        Some(&[][..]),
+        "nothing stored yet: zero-length value"
+    );
     let tok = resp.roundtrip_token.unwrap();
 
     // UPDATE with a wrong token: silently dropped.
-    let mut bad = request(MessageType::Update, 2, "peers", Some(topic), Some(ann.clone()));
+    let mut bad = request(
+        MessageType::Update,
+        2,
+        "peers",
+        Some(topic),
+        Some(ann.clone()),
+    );
     bad.roundtrip_token = Some(vec![0; 32]);
     server.handle_datagram(client, &bad.encode(), t0);
     assert!(drain(&mut server).is_empty());
     assert_eq!(server.record_count(), 0);
 
     // The same token from another IP is wrong too (tokens cover the IP).
-    let mut other = request(MessageType::Update, 3, "peers", Some(topic), Some(ann.clone()));
+    let mut other = request(
+        MessageType::Update,
+        3,
+        "peers",
+        Some(topic),
+        Some(ann.clone()),
+    );
     other.roundtrip_token = Some(tok.clone());
-    server.handle_datagram(SocketAddrV4::new([127, 0, 0, 2].into(), 4000), &other.encode(), t0);
+    server.handle_datagram(
+        SocketAddrV4::new([127, 0, 0, 2].into(), 4000),
+        &other.encode(),
+        t0,
+    );
     assert!(drain(&mut server).is_empty());
 
     // The right token (from any port of the same IP) stores the record.
@@ -156,43 +233,87 @@ fn update_needs_a_valid_token_and_garbage_is_dropped() {
     server.handle_datagram(client, &big, t0);
     big.truncate(20);
     server.handle_datagram(client, &big, t0);
-    server.handle_datagram(lo(0), &request(MessageType::Query, 6, "_ping", None, None).encode(), t0);
+    server.handle_datagram(
+        lo(0),
+        &request(MessageType::Query, 6, "_ping", None, None).encode(),
+        t0,
+    );
     let mut bad_id = request(MessageType::Query, 7, "_ping", None, None);
     bad_id.id = Some(vec![1; 31]);
     server.handle_datagram(client, &bad_id.encode(), t0);
     // Unknown command: an error reply without a token. Missing target: no reply.
-    server.handle_datagram(client, &request(MessageType::Query, 8, "nope", None, None).encode(), t0);
-    server.handle_datagram(client, &request(MessageType::Query, 9, "nope", Some(topic), None).encode(), t0);
+    server.handle_datagram(
+        client,
+        &request(MessageType::Query, 8, "nope", None, None).encode(),
+        t0,
+    );
+    server.handle_datagram(
+        client,
+        &request(MessageType::Query, 9, "nope", Some(topic), None).encode(),
+        t0,
+    );
     let out = drain(&mut server);
     assert_eq!(out.len(), 1);
     let err = Message::decode(&out[0].1).unwrap();
-    assert_eq!((err.rid, err.error.as_deref(), err.roundtrip_token), (9, Some("Unsupported command"), None));
+    assert_eq!(
+        (err.rid, err.error.as_deref(), err.roundtrip_token),
+        (9, Some("Unsupported command"), None)
+    );
     // A `_ping` naming another id: no reply (Q8).
-    server.handle_datagram(client, &request(MessageType::Query, 10, "_ping", None, Some(vec![9; 32])).encode(), t0);
+    server.handle_datagram(
+        client,
+        &request(MessageType::Query, 10, "_ping", None, Some(vec![9; 32])).encode(),
+        t0,
+    );
     assert!(drain(&mut server).is_empty());
 }
 
 #[test]
 fn a_flood_of_announcers_stays_bounded() {
     let t0 = Instant::now();
-    let config = NodeConfig { max_records: 100, ..NodeConfig::default() };
+    let config = NodeConfig {
+        max_records: 100,
+        ..NodeConfig::default()
+    };
     let mut server = DhtNode::new(config, t0);
-    let ann = PeersInput { port: Some(0), ..Default::default() }.encode();
+    let ann = PeersInput {
+        port: Some(0),
+        ..Default::default()
+    }
+    .encode();
     for i in 0..2000u16 {
         let from = SocketAddrV4::new([127, 0, (i >> 8) as u8, i as u8].into(), 1000 + i);
         let mut id = [0u8; 32];
         id[..2].copy_from_slice(&i.to_be_bytes());
         id[2] = 0xee;
         // QUERY (for the token), then UPDATE, from a fresh persistent node each time.
-        let mut q = request(MessageType::Query, u64::from(i), "peers", Some([1; 32]), Some(ann.clone()));
+        let mut q = request(
+            MessageType::Query,
+            u64::from(i),
+            "peers",
+            Some([1; 32]),
+            Some(ann.clone()),
+        );
         q.id = Some(id.to_vec());
         server.handle_datagram(from, &q.encode(), t0);
-        let tok = Message::decode(&drain(&mut server)[0].1).unwrap().roundtrip_token;
-        let mut u = request(MessageType::Update, u64::from(i), "peers", Some([1; 32]), Some(ann.clone()));
+        let tok = Message::decode(&drain(&mut server)[0].1)
+            .unwrap()
+            .roundtrip_token;
+        let mut u = request(
+            MessageType::Update,
+            u64::from(i),
+            "peers",
+            Some([1; 32]),
+            Some(ann.clone()),
+        );
         u.roundtrip_token = tok;
         server.handle_datagram(from, &u.encode(), t0);
         drain(&mut server);
     }
-    assert!(server.record_count() <= 2 * 101, "{}", server.record_count());
+    assert!(
+        server.record_count() <= 2 * 101,
+        "{}",
+        server.record_count()
+    );
     assert!(server.routing_table().len() <= 20 * 256);
 }

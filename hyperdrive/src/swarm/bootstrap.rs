@@ -24,7 +24,10 @@ pub async fn spawn(listen: SocketAddr, others: Vec<SocketAddrV4>) -> Result<Dht,
 
 /// Run a bootstrap node on `listen` until the task stops; `on_ready` is called with the
 /// bound address once it is serving (the CLI prints it).
-pub async fn run(listen: SocketAddr, on_ready: impl FnOnce(SocketAddrV4)) -> Result<(), DriverError> {
+pub async fn run(
+    listen: SocketAddr,
+    on_ready: impl FnOnce(SocketAddrV4),
+) -> Result<(), DriverError> {
     let dht = spawn(listen, Vec::new()).await?;
     tracing::info!(addr = %dht.local_addr(), "dht bootstrap node ready");
     on_ready(dht.local_addr());

@@ -59,10 +59,23 @@ type Replies = Result<Vec<Reply>, DhtError>;
 
 enum Command {
     Ready(oneshot::Sender<()>),
-    Ping(SocketAddrV4, oneshot::Sender<Result<SocketAddrV4, DhtError>>),
+    Ping(
+        SocketAddrV4,
+        oneshot::Sender<Result<SocketAddrV4, DhtError>>,
+    ),
     Lookup([u8; 32], Option<SocketAddrV4>, oneshot::Sender<Replies>),
-    Announce([u8; 32], u16, Option<SocketAddrV4>, oneshot::Sender<Replies>),
-    Unannounce([u8; 32], u16, Option<SocketAddrV4>, oneshot::Sender<Replies>),
+    Announce(
+        [u8; 32],
+        u16,
+        Option<SocketAddrV4>,
+        oneshot::Sender<Replies>,
+    ),
+    Unannounce(
+        [u8; 32],
+        u16,
+        Option<SocketAddrV4>,
+        oneshot::Sender<Replies>,
+    ),
     Info(oneshot::Sender<NodeInfo>),
 }
 
@@ -97,16 +110,26 @@ impl Dht {
         let node = DhtNode::new(config, tokio::time::Instant::now().into_std());
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let task = tokio::spawn(run(socket, node, rx));
-        Ok(Dht { tx, local_addr, task: Some(task) })
+        Ok(Dht {
+            tx,
+            local_addr,
+            task: Some(task),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.local_addr
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, DriverError> {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DriverError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| DriverError::Closed)?;
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| DriverError::Closed)?;
         rx.await.map_err(|_| DriverError::Closed)
     }
 
@@ -121,21 +144,38 @@ impl Dht {
     }
 
     /// Find peers announced under `topic`.
-    pub async fn lookup(&self, topic: [u8; 32], local: Option<SocketAddrV4>) -> Result<Vec<PeersFound>, DriverError> {
+    pub async fn lookup(
+        &self,
+        topic: [u8; 32],
+        local: Option<SocketAddrV4>,
+    ) -> Result<Vec<PeersFound>, DriverError> {
         let replies = self.call(|tx| Command::Lookup(topic, local, tx)).await??;
         Ok(map_peers(replies, local))
     }
 
     /// Announce `port` (0 = this socket's port) under `topic`; also returns the peers the
     /// walk found on the way.
-    pub async fn announce(&self, topic: [u8; 32], port: u16, local: Option<SocketAddrV4>) -> Result<Vec<PeersFound>, DriverError> {
-        let replies = self.call(|tx| Command::Announce(topic, port, local, tx)).await??;
+    pub async fn announce(
+        &self,
+        topic: [u8; 32],
+        port: u16,
+        local: Option<SocketAddrV4>,
+    ) -> Result<Vec<PeersFound>, DriverError> {
+        let replies = self
+            .call(|tx| Command::Announce(topic, port, local, tx))
+            .await??;
         Ok(map_peers(replies, local))
     }
 
     /// Remove an announcement from the closest nodes.
-    pub async fn unannounce(&self, topic: [u8; 32], port: u16, local: Option<SocketAddrV4>) -> Result<(), DriverError> {
-        self.call(|tx| Command::Unannounce(topic, port, local, tx)).await??;
+    pub async fn unannounce(
+        &self,
+        topic: [u8; 32],
+        port: u16,
+        local: Option<SocketAddrV4>,
+    ) -> Result<(), DriverError> {
+        self.call(|tx| Command::Unannounce(topic, port, local, tx))
+            .await??;
         Ok(())
     }
 
@@ -161,12 +201,22 @@ fn map_peers(replies: Vec<Reply>, local: Option<SocketAddrV4>) -> Vec<PeersFound
             if out.peers.is_none() && out.local_peers.is_none() {
                 return None;
             }
-            let peers = out.peers.as_deref().and_then(decode_peer_list).unwrap_or_default();
+            let peers = out
+                .peers
+                .as_deref()
+                .and_then(decode_peer_list)
+                .unwrap_or_default();
             let local_peers = local.and_then(|l| {
                 let o = l.ip().octets();
                 decode_local_peers([o[0], o[1]], out.local_peers.as_deref().unwrap_or_default())
             });
-            Some(PeersFound { node: r.from, node_id: r.node_id, to: r.to, peers, local_peers })
+            Some(PeersFound {
+                node: r.from,
+                node_id: r.node_id,
+                to: r.to,
+                peers,
+                local_peers,
+            })
         })
         .collect()
 }
@@ -179,7 +229,8 @@ struct Waiting {
 async fn run(socket: UdpSocket, mut node: DhtNode, mut rx: mpsc::Receiver<Command>) {
     let mut buf = vec![0u8; 65536];
     let mut ready_waiters: Vec<oneshot::Sender<()>> = Vec::new();
-    let mut pings: HashMap<PingId, oneshot::Sender<Result<SocketAddrV4, DhtError>>> = HashMap::new();
+    let mut pings: HashMap<PingId, oneshot::Sender<Result<SocketAddrV4, DhtError>>> =
+        HashMap::new();
     let mut queries: HashMap<QueryId, Waiting> = HashMap::new();
     let mut commands_open = true;
     loop {
@@ -236,7 +287,13 @@ fn handle_command(
 ) {
     let mut start = |r: Result<QueryId, DhtError>, done: oneshot::Sender<Replies>| match r {
         Ok(q) => {
-            queries.insert(q, Waiting { replies: Vec::new(), done });
+            queries.insert(
+                q,
+                Waiting {
+                    replies: Vec::new(),
+                    done,
+                },
+            );
         }
         Err(e) => {
             let _ = done.send(Err(e));

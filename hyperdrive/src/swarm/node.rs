@@ -126,7 +126,10 @@ pub struct QueryStats {
 pub enum Event {
     /// The first bootstrap walk ended (successfully or not).
     Ready,
-    Reply { query: QueryId, reply: Reply },
+    Reply {
+        query: QueryId,
+        reply: Reply,
+    },
     QueryDone {
         query: QueryId,
         result: Result<QueryStats, DhtError>,
@@ -372,7 +375,11 @@ impl DhtNode {
     }
 
     /// `peers` lookup: a query with an empty `PeersInput` (never a missing value, Q1).
-    pub fn lookup(&mut self, topic: [u8; 32], local: Option<SocketAddrV4>) -> Result<QueryId, DhtError> {
+    pub fn lookup(
+        &mut self,
+        topic: [u8; 32],
+        local: Option<SocketAddrV4>,
+    ) -> Result<QueryId, DhtError> {
         let input = PeersInput {
             local_address: local.map(|a| encode_peer(a).to_vec()),
             ..Default::default()
@@ -381,17 +388,32 @@ impl DhtNode {
     }
 
     /// `peers` announce (queryAndUpdate). Port 0 announces the UDP source port.
-    pub fn announce(&mut self, topic: [u8; 32], port: u16, local: Option<SocketAddrV4>) -> Result<QueryId, DhtError> {
+    pub fn announce(
+        &mut self,
+        topic: [u8; 32],
+        port: u16,
+        local: Option<SocketAddrV4>,
+    ) -> Result<QueryId, DhtError> {
         let input = PeersInput {
             port: Some(u32::from(port)),
             local_address: local.map(|a| encode_peer(a).to_vec()),
             unannounce: None,
         };
-        self.query(QueryMode::QueryAndUpdate, "peers", topic, Some(input.encode()))
+        self.query(
+            QueryMode::QueryAndUpdate,
+            "peers",
+            topic,
+            Some(input.encode()),
+        )
     }
 
     /// `peers` unannounce (update walk).
-    pub fn unannounce(&mut self, topic: [u8; 32], port: u16, local: Option<SocketAddrV4>) -> Result<QueryId, DhtError> {
+    pub fn unannounce(
+        &mut self,
+        topic: [u8; 32],
+        port: u16,
+        local: Option<SocketAddrV4>,
+    ) -> Result<QueryId, DhtError> {
         let input = PeersInput {
             port: Some(u32::from(port)),
             local_address: local.map(|a| encode_peer(a).to_vec()),
@@ -507,7 +529,13 @@ impl DhtNode {
                     return;
                 }
                 let is_update = msg.kind == MessageType::Update;
-                match handle_peers(&mut self.store, is_update, from, &target, msg.value.as_deref()) {
+                match handle_peers(
+                    &mut self.store,
+                    is_update,
+                    from,
+                    &target,
+                    msg.value.as_deref(),
+                ) {
                     PeersReply::Ok(value) => self.respond(&msg, from, value, Some(closer)),
                     PeersReply::Error(e) => self.respond_error(&msg, from, e, Some(closer)),
                     PeersReply::Drop => {}
@@ -546,7 +574,13 @@ impl DhtNode {
         self.respond(&msg, peer, None, None);
     }
 
-    fn respond(&mut self, req: &Message, to: SocketAddrV4, value: Option<Vec<u8>>, closer: Option<Vec<u8>>) {
+    fn respond(
+        &mut self,
+        req: &Message,
+        to: SocketAddrV4,
+        value: Option<Vec<u8>>,
+        closer: Option<Vec<u8>>,
+    ) {
         let mut m = Message::new(MessageType::Response, req.rid);
         m.to = Some(encode_peer(to).to_vec());
         m.id = (!self.ephemeral).then(|| self.id.to_vec());
@@ -556,7 +590,13 @@ impl DhtNode {
         self.transmit(to, m.encode());
     }
 
-    fn respond_error(&mut self, req: &Message, to: SocketAddrV4, error: &str, closer: Option<Vec<u8>>) {
+    fn respond_error(
+        &mut self,
+        req: &Message,
+        to: SocketAddrV4,
+        error: &str,
+        closer: Option<Vec<u8>>,
+    ) {
         let mut m = Message::new(MessageType::Response, req.rid);
         m.to = Some(encode_peer(to).to_vec());
         m.id = (!self.ephemeral).then(|| self.id.to_vec());
@@ -573,11 +613,18 @@ impl DhtNode {
 
     // ---------------------------------------------------------------- routing ----
 
-    fn add_node(&mut self, id: [u8; 32], addr: SocketAddrV4, token: Option<Vec<u8>>, to: Option<[u8; 6]>) {
+    fn add_node(
+        &mut self,
+        id: [u8; 32],
+        addr: SocketAddrV4,
+        token: Option<Vec<u8>>,
+        to: Option<[u8; 6]>,
+    ) {
         if id == self.id {
             return;
         }
-        let AddOutcome::Full(oldest) = self.table.add(id, addr, token.clone(), to, self.tick) else {
+        let AddOutcome::Full(oldest) = self.table.add(id, addr, token.clone(), to, self.tick)
+        else {
             return;
         };
         // Before the first bootstrap completes, or while another replacement runs: drop.
@@ -604,7 +651,9 @@ impl DhtNode {
     }
 
     fn next_replacement_ping(&mut self) {
-        let Some(rep) = self.replacement.as_mut() else { return };
+        let Some(rep) = self.replacement.as_mut() else {
+            return;
+        };
         let Some(next) = rep.remaining.pop() else {
             self.replacement = None;
             return;
@@ -613,8 +662,14 @@ impl DhtNode {
             self.next_replacement_ping();
             return;
         };
-        let msg = self.request_message(MessageType::Query, addr, "_ping", None, Some(next.to_vec()));
-        let out = Outgoing { dest: addr, msg, expected_id: Some(next), purpose: Purpose::Replace };
+        let msg =
+            self.request_message(MessageType::Query, addr, "_ping", None, Some(next.to_vec()));
+        let out = Outgoing {
+            dest: addr,
+            msg,
+            expected_id: Some(next),
+            purpose: Purpose::Replace,
+        };
         self.send_now(out);
     }
 
@@ -636,7 +691,13 @@ impl DhtNode {
                 if tick == self.tick {
                     break;
                 }
-                let msg = self.request_message(MessageType::Query, addr, "_ping", None, Some(id.to_vec()));
+                let msg = self.request_message(
+                    MessageType::Query,
+                    addr,
+                    "_ping",
+                    None,
+                    Some(id.to_vec()),
+                );
                 self.request(addr, msg, Some(id), Purpose::Maintenance);
             }
         }
@@ -677,8 +738,19 @@ impl DhtNode {
             || (self.sends.len() >= CONCURRENCY_RPS * 5 && self.requests.len() >= CONCURRENCY)
     }
 
-    fn request(&mut self, dest: SocketAddrV4, msg: Message, expected_id: Option<[u8; 32]>, purpose: Purpose) {
-        let out = Outgoing { dest, msg, expected_id, purpose };
+    fn request(
+        &mut self,
+        dest: SocketAddrV4,
+        msg: Message,
+        expected_id: Option<[u8; 32]>,
+        purpose: Purpose,
+    ) {
+        let out = Outgoing {
+            dest,
+            msg,
+            expected_id,
+            purpose,
+        };
         if !self.pending.is_empty() || self.saturated() {
             if self.pending.len() >= MAX_PENDING {
                 self.fail(out.purpose, out.expected_id, out.dest, DhtError::QueueFull);
@@ -730,7 +802,9 @@ impl DhtNode {
         let mut expired = Vec::new();
         for rid in rids {
             let saturated = self.saturated();
-            let Some(req) = self.requests.get_mut(&rid) else { continue };
+            let Some(req) = self.requests.get_mut(&rid) else {
+                continue;
+            };
             if req.timeout == 2 && req.tries + 1 < TRIES {
                 if !saturated {
                     req.tries += 1;
@@ -747,15 +821,24 @@ impl DhtNode {
         }
         for rid in expired {
             if let Some(req) = self.requests.remove(&rid) {
-                self.fail(req.purpose, req.expected_id, req.dest, DhtError::Timeout(req.dest));
+                self.fail(
+                    req.purpose,
+                    req.expected_id,
+                    req.dest,
+                    DhtError::Timeout(req.dest),
+                );
             }
         }
         self.drain_pending();
     }
 
     fn finish(&mut self, msg: Message, from: SocketAddrV4) {
-        let Ok(rid) = u16::try_from(msg.rid) else { return };
-        let Some(req) = self.requests.remove(&rid) else { return };
+        let Ok(rid) = u16::try_from(msg.rid) else {
+            return;
+        };
+        let Some(req) = self.requests.remove(&rid) else {
+            return;
+        };
         if let Some(expected) = req.expected_id {
             if valid_id(&msg.id) != Some(expected) {
                 self.table.remove(&expected);
@@ -781,13 +864,22 @@ impl DhtNode {
         self.drain_pending();
     }
 
-    fn fail(&mut self, purpose: Purpose, expected_id: Option<[u8; 32]>, dest: SocketAddrV4, err: DhtError) {
+    fn fail(
+        &mut self,
+        purpose: Purpose,
+        expected_id: Option<[u8; 32]>,
+        dest: SocketAddrV4,
+        err: DhtError,
+    ) {
         if let Some(id) = expected_id {
             self.table.remove(&id);
         }
         match purpose {
             Purpose::Query { query } => self.on_query_error(query),
-            Purpose::UserPing(ping) => self.events.push_back(Event::Pong { ping, result: Err(err) }),
+            Purpose::UserPing(ping) => self.events.push_back(Event::Pong {
+                ping,
+                result: Err(err),
+            }),
             Purpose::Maintenance => {}
             Purpose::Replace => {
                 if let Some(rep) = self.replacement.take() {
@@ -830,7 +922,13 @@ impl DhtNode {
         for n in &start {
             insert_sorted(
                 &mut q.unverified,
-                Candidate { id: n.id, addr: n.addr, distance: super::routing::distance(&n.id, &target), queried: false, token: None },
+                Candidate {
+                    id: n.id,
+                    addr: n.addr,
+                    distance: super::routing::distance(&n.id, &target),
+                    queried: false,
+                    token: None,
+                },
             );
         }
         let force_bootstrap = start.len() < self.bootstrap_nodes.len();
@@ -846,8 +944,16 @@ impl DhtNode {
 
     /// Send the walk's request to one node: a command QUERY, a `_find_node`, or (with a
     /// token) an UPDATE.
-    fn send_to(&mut self, qid: QueryId, addr: SocketAddrV4, id: Option<[u8; 32]>, update_token: Option<Vec<u8>>) {
-        let Some(q) = self.queries.get_mut(&qid) else { return };
+    fn send_to(
+        &mut self,
+        qid: QueryId,
+        addr: SocketAddrV4,
+        id: Option<[u8; 32]>,
+        update_token: Option<Vec<u8>>,
+    ) {
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
         q.inflight += 1;
         let (kind, command, value) = if update_token.is_some() {
             (MessageType::Update, q.command.clone(), q.value.clone())
@@ -864,12 +970,18 @@ impl DhtNode {
 
     fn send_all(&mut self, qid: QueryId, updating: bool) -> usize {
         let inflight_total = self.requests.len();
-        let Some(q) = self.queries.get_mut(&qid) else { return 0 };
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return 0;
+        };
         let mut free = CONCURRENCY.saturating_sub(inflight_total);
         if free == 0 && q.inflight == 0 {
             free = 1;
         }
-        let list = if updating { &mut q.closest } else { &mut q.unverified };
+        let list = if updating {
+            &mut q.closest
+        } else {
+            &mut q.unverified
+        };
         let mut picked = Vec::new();
         for c in list.iter_mut() {
             if picked.len() >= free {
@@ -892,11 +1004,15 @@ impl DhtNode {
     }
 
     fn advance(&mut self, qid: QueryId) {
-        let Some(q) = self.queries.get(&qid) else { return };
+        let Some(q) = self.queries.get(&qid) else {
+            return;
+        };
         match q.phase {
             Phase::MovingCloser => {
                 let sent = self.send_all(qid, false);
-                let Some(q) = self.queries.get_mut(&qid) else { return };
+                let Some(q) = self.queries.get_mut(&qid) else {
+                    return;
+                };
                 if sent > 0 || q.inflight > 0 {
                     return;
                 }
@@ -912,7 +1028,9 @@ impl DhtNode {
             }
             Phase::Updating => {
                 let sent = self.send_all(qid, true);
-                let Some(q) = self.queries.get(&qid) else { return };
+                let Some(q) = self.queries.get(&qid) else {
+                    return;
+                };
                 if sent > 0 || q.inflight > 0 {
                     return;
                 }
@@ -922,7 +1040,9 @@ impl DhtNode {
     }
 
     fn finalize(&mut self, qid: QueryId) {
-        let Some(q) = self.queries.remove(&qid) else { return };
+        let Some(q) = self.queries.remove(&qid) else {
+            return;
+        };
         let result = if q.stats.responses == 0 {
             Err(DhtError::NoNodesResponded)
         } else if q.phase == Phase::Updating && q.stats.updates == 0 {
@@ -934,12 +1054,15 @@ impl DhtNode {
             self.bootstrap_query = None;
             self.mark_ready();
         } else {
-            self.events.push_back(Event::QueryDone { query: qid, result });
+            self.events
+                .push_back(Event::QueryDone { query: qid, result });
         }
     }
 
     fn on_query_error(&mut self, qid: QueryId) {
-        let Some(q) = self.queries.get_mut(&qid) else { return };
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
         q.inflight -= 1;
         q.stats.errors += 1;
         self.advance(qid);
@@ -947,24 +1070,26 @@ impl DhtNode {
 
     fn on_query_response(&mut self, qid: QueryId, msg: Message, from: SocketAddrV4) {
         let own = self.id;
-        let Some(q) = self.queries.get_mut(&qid) else { return };
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
         q.inflight -= 1;
         q.stats.responses += 1;
         // addVerified: only replies with both an id and a token enter `closest`.
         if let (Some(id), Some(tok)) = (valid_id(&msg.id), msg.roundtrip_token.clone()) {
             if id != own {
-                let mut c = q
-                    .unverified
-                    .iter()
-                    .find(|c| c.id == id)
-                    .cloned()
-                    .unwrap_or(Candidate {
-                        id,
-                        addr: from,
-                        distance: super::routing::distance(&id, &q.target),
-                        queried: false,
-                        token: None,
-                    });
+                let mut c =
+                    q.unverified
+                        .iter()
+                        .find(|c| c.id == id)
+                        .cloned()
+                        .unwrap_or(Candidate {
+                            id,
+                            addr: from,
+                            distance: super::routing::distance(&id, &q.target),
+                            queried: false,
+                            token: None,
+                        });
                 c.token = Some(tok);
                 c.queried = false;
                 insert_sorted(&mut q.closest, c);
@@ -977,16 +1102,30 @@ impl DhtNode {
                         continue;
                     }
                     let distance = super::routing::distance(&n.id, &q.target);
-                    insert_sorted(&mut q.unverified, Candidate { id: n.id, addr: n.addr, distance, queried: false, token: None });
+                    insert_sorted(
+                        &mut q.unverified,
+                        Candidate {
+                            id: n.id,
+                            addr: n.addr,
+                            distance,
+                            queried: false,
+                            token: None,
+                        },
+                    );
                 }
             }
             Phase::Updating => q.stats.updates += 1,
         }
+        // Error replies, and `_find_node` hops of an update walk, are not yielded.
         let yield_reply = msg.error.is_none()
-            && !(q.phase == Phase::MovingCloser && !q.queries_command())
+            && (q.queries_command() || q.phase != Phase::MovingCloser)
             && q.command != "_find_node";
         if yield_reply {
-            let kind = if q.phase == Phase::Updating { MessageType::Update } else { MessageType::Query };
+            let kind = if q.phase == Phase::Updating {
+                MessageType::Update
+            } else {
+                MessageType::Query
+            };
             let reply = Reply {
                 kind,
                 node_id: valid_id(&msg.id),

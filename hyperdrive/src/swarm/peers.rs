@@ -26,7 +26,11 @@ struct Generation {
 
 impl Generation {
     fn add(&mut self, name: &str, rec: &[u8]) -> bool {
-        let added = self.sets.entry(name.to_owned()).or_default().insert(rec.to_vec());
+        let added = self
+            .sets
+            .entry(name.to_owned())
+            .or_default()
+            .insert(rec.to_vec());
         if added {
             self.size += 1;
         }
@@ -154,7 +158,12 @@ pub fn handle_peers(
         .local_address
         .as_deref()
         .filter(|l| l.len() == 6)
-        .map(|l| (format!("{remote_name}@local.{}", hex::encode(&l[..2])), l[2..].to_vec()));
+        .map(|l| {
+            (
+                format!("{remote_name}@local.{}", hex::encode(&l[..2])),
+                l[2..].to_vec(),
+            )
+        });
 
     if !is_update {
         let mut local_list = match &local {
@@ -204,15 +213,33 @@ mod tests {
         let now = Instant::now();
         let mut s = RecordStore::new(DEFAULT_MAX_AGE, 100, now);
         let t = [7u8; 32];
-        let ann = PeersInput { port: Some(0), ..Default::default() }.encode();
-        assert_eq!(handle_peers(&mut s, true, a("127.0.0.1:4000"), &t, Some(&ann)), PeersReply::Ok(None));
-        let ann2 = PeersInput { port: Some(5000), ..Default::default() }.encode();
-        assert_eq!(handle_peers(&mut s, true, a("127.0.0.2:4001"), &t, Some(&ann2)), PeersReply::Ok(None));
+        let ann = PeersInput {
+            port: Some(0),
+            ..Default::default()
+        }
+        .encode();
+        assert_eq!(
+            handle_peers(&mut s, true, a("127.0.0.1:4000"), &t, Some(&ann)),
+            PeersReply::Ok(None)
+        );
+        let ann2 = PeersInput {
+            port: Some(5000),
+            ..Default::default()
+        }
+        .encode();
+        assert_eq!(
+            handle_peers(&mut s, true, a("127.0.0.2:4001"), &t, Some(&ann2)),
+            PeersReply::Ok(None)
+        );
         // Idempotent.
         handle_peers(&mut s, true, a("127.0.0.1:4000"), &t, Some(&ann));
         assert_eq!(s.len(), 2);
 
-        let PeersReply::Ok(Some(out)) = handle_peers(&mut s, false, a("127.0.0.9:1"), &t, Some(&[])) else { panic!() };
+        let PeersReply::Ok(Some(out)) =
+            handle_peers(&mut s, false, a("127.0.0.9:1"), &t, Some(&[]))
+        else {
+            panic!()
+        };
         let out = PeersOutput::decode(&out).unwrap();
         let mut peers = decode_peer_list(&out.peers.unwrap()).unwrap();
         peers.sort();
@@ -220,25 +247,46 @@ mod tests {
         assert_eq!(out.local_peers, None);
 
         // The requester's own record is left out.
-        let PeersReply::Ok(Some(out)) = handle_peers(&mut s, false, a("127.0.0.1:4000"), &t, None) else { panic!() };
+        let PeersReply::Ok(Some(out)) = handle_peers(&mut s, false, a("127.0.0.1:4000"), &t, None)
+        else {
+            panic!()
+        };
         let peers = decode_peer_list(&PeersOutput::decode(&out).unwrap().peers.unwrap()).unwrap();
         assert_eq!(peers, vec![a("127.0.0.2:5000")]);
 
-        let un = PeersInput { port: Some(0), unannounce: Some(true), ..Default::default() }.encode();
+        let un = PeersInput {
+            port: Some(0),
+            unannounce: Some(true),
+            ..Default::default()
+        }
+        .encode();
         handle_peers(&mut s, true, a("127.0.0.1:4000"), &t, Some(&un));
         assert_eq!(s.len(), 1);
 
         // Nothing known: a zero-length value.
-        assert_eq!(handle_peers(&mut s, false, a("127.0.0.1:1"), &[8; 32], Some(&[])), PeersReply::Ok(Some(vec![])));
+        assert_eq!(
+            handle_peers(&mut s, false, a("127.0.0.1:1"), &[8; 32], Some(&[])),
+            PeersReply::Ok(Some(vec![]))
+        );
     }
 
     #[test]
     fn invalid_port_and_garbage() {
         let now = Instant::now();
         let mut s = RecordStore::new(DEFAULT_MAX_AGE, 100, now);
-        let bad = PeersInput { port: Some(70000), ..Default::default() }.encode();
-        assert_eq!(handle_peers(&mut s, true, a("127.0.0.1:1"), &[1; 32], Some(&bad)), PeersReply::Error("Invalid port"));
-        assert_eq!(handle_peers(&mut s, true, a("127.0.0.1:1"), &[1; 32], Some(&[0xff])), PeersReply::Drop);
+        let bad = PeersInput {
+            port: Some(70000),
+            ..Default::default()
+        }
+        .encode();
+        assert_eq!(
+            handle_peers(&mut s, true, a("127.0.0.1:1"), &[1; 32], Some(&bad)),
+            PeersReply::Error("Invalid port")
+        );
+        assert_eq!(
+            handle_peers(&mut s, true, a("127.0.0.1:1"), &[1; 32], Some(&[0xff])),
+            PeersReply::Drop
+        );
         assert!(s.is_empty());
     }
 
@@ -247,10 +295,22 @@ mod tests {
         let now = Instant::now();
         let mut s = RecordStore::new(DEFAULT_MAX_AGE, 100, now);
         let t = [3u8; 32];
-        let ann = PeersInput { port: Some(0), local_address: Some(vec![192, 168, 1, 10, 0x10, 0x92]), ..Default::default() }.encode();
+        let ann = PeersInput {
+            port: Some(0),
+            local_address: Some(vec![192, 168, 1, 10, 0x10, 0x92]),
+            ..Default::default()
+        }
+        .encode();
         handle_peers(&mut s, true, a("127.0.0.1:4000"), &t, Some(&ann));
-        let q = PeersInput { local_address: Some(vec![192, 168, 7, 7, 0, 1]), ..Default::default() }.encode();
-        let PeersReply::Ok(Some(out)) = handle_peers(&mut s, false, a("127.0.0.5:9"), &t, Some(&q)) else { panic!() };
+        let q = PeersInput {
+            local_address: Some(vec![192, 168, 7, 7, 0, 1]),
+            ..Default::default()
+        }
+        .encode();
+        let PeersReply::Ok(Some(out)) = handle_peers(&mut s, false, a("127.0.0.5:9"), &t, Some(&q))
+        else {
+            panic!()
+        };
         let out = PeersOutput::decode(&out).unwrap();
         assert_eq!(out.local_peers, Some(vec![1, 10, 0x10, 0x92]));
     }

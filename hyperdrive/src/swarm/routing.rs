@@ -199,7 +199,7 @@ impl RoutingTable {
     pub fn closest(&self, target: &[u8; 32], n: usize) -> Vec<NodeEntry> {
         let mut all: Vec<(&Contact, [u8; 32])> =
             self.iter().map(|c| (c, distance(&c.id, target))).collect();
-        all.sort_by(|a, b| a.1.cmp(&b.1));
+        all.sort_by_key(|a| a.1);
         all.into_iter()
             .take(n)
             .map(|(c, _)| NodeEntry {
@@ -263,7 +263,12 @@ impl RoutingTable {
         }
         let bad = cnt - good;
         let to = result?;
-        (bad < 3 && good >= 3).then(|| ([to[0], to[1], to[2], to[3]], u16::from_be_bytes([to[4], to[5]])))
+        (bad < 3 && good >= 3).then(|| {
+            (
+                [to[0], to[1], to[2], to[3]],
+                u16::from_be_bytes([to[4], to[5]]),
+            )
+        })
     }
 }
 
@@ -285,7 +290,10 @@ mod tests {
     fn cpl() {
         assert_eq!(common_prefix_len(&[0; 32], &[0; 32]), 256);
         assert_eq!(common_prefix_len(&[0; 32], &id_with_prefix(&[0x80], 0)), 0);
-        assert_eq!(common_prefix_len(&[0; 32], &id_with_prefix(&[0, 0x01], 0)), 15);
+        assert_eq!(
+            common_prefix_len(&[0; 32], &id_with_prefix(&[0, 0x01], 0)),
+            15
+        );
     }
 
     #[test]
@@ -295,7 +303,13 @@ mod tests {
         // split moves them out of the local bucket.
         let mut outcomes = Vec::new();
         for i in 0..25u8 {
-            outcomes.push(t.add(id_with_prefix(&[0x80, i], 0), addr(1000 + u16::from(i)), None, None, 0));
+            outcomes.push(t.add(
+                id_with_prefix(&[0x80, i], 0),
+                addr(1000 + u16::from(i)),
+                None,
+                None,
+                0,
+            ));
         }
         assert!(outcomes[..20].iter().all(|o| *o == AddOutcome::Added));
         assert_eq!(
@@ -317,7 +331,10 @@ mod tests {
             o => panic!("{o:?}"),
         }
         // Near ids still fit: the local bucket split.
-        assert_eq!(t.add(id_with_prefix(&[0x01], 0), addr(3), None, None, 0), AddOutcome::Added);
+        assert_eq!(
+            t.add(id_with_prefix(&[0x01], 0), addr(3), None, None, 0),
+            AddOutcome::Added
+        );
         assert_eq!(t.add([0; 32], addr(4), None, None, 0), AddOutcome::Ignored);
     }
 
@@ -351,7 +368,13 @@ mod tests {
         for i in 0..3u8 {
             let mut other = me;
             other[5] = i + 1;
-            t.add(id_with_prefix(&[0x40 | i], 1), addr(1), None, Some(other), 0);
+            t.add(
+                id_with_prefix(&[0x40 | i], 1),
+                addr(1),
+                None,
+                Some(other),
+                0,
+            );
         }
         assert!(!t.holepunchable());
         assert_eq!(t.remote_address(), Some(([1, 2, 3, 4], 0)));

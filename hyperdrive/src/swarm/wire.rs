@@ -282,7 +282,10 @@ pub fn decode_peer(buf: &[u8]) -> Option<SocketAddrV4> {
     if port == 0 {
         return None;
     }
-    Some(SocketAddrV4::new(Ipv4Addr::new(b[0], b[1], b[2], b[3]), port))
+    Some(SocketAddrV4::new(
+        Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+        port,
+    ))
 }
 
 /// One routing entry on the wire: 32-byte id + 6-byte peer.
@@ -323,7 +326,7 @@ pub fn decode_nodes(buf: &[u8]) -> Vec<NodeEntry> {
 /// Decode a `peers` list of 6-byte entries as @hyperswarm/dht does: any 0.0.0.0, port 0 or
 /// length not a multiple of 6 rejects the whole list.
 pub fn decode_peer_list(buf: &[u8]) -> Option<Vec<SocketAddrV4>> {
-    if buf.len() % 6 != 0 {
+    if !buf.len().is_multiple_of(6) {
         return None;
     }
     buf.chunks_exact(6)
@@ -334,7 +337,7 @@ pub fn decode_peer_list(buf: &[u8]) -> Option<Vec<SocketAddrV4>> {
 /// Decode `localPeers` (4 bytes each: last two octets, port u16 BE) with the requester's own
 /// first two octets, as the reference client does. Any port 0 or bad length rejects the list.
 pub fn decode_local_peers(prefix: [u8; 2], buf: &[u8]) -> Option<Vec<SocketAddrV4>> {
-    if buf.len() % 4 != 0 {
+    if !buf.len().is_multiple_of(4) {
         return None;
     }
     buf.chunks_exact(4)
@@ -381,7 +384,10 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let mut v: u64 = 0;
         for i in 0..10 {
-            let b = *self.buf.get(self.pos).ok_or(WireError::Truncated(self.pos))?;
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or(WireError::Truncated(self.pos))?;
             self.pos += 1;
             if i == 9 && b > 1 {
                 return Err(WireError::BadVarint(start));
