@@ -317,3 +317,98 @@ fn a_flood_of_announcers_stays_bounded() {
     );
     assert!(server.routing_table().len() <= 20 * 256);
 }
+
+/// Deliver every queued datagram between in-memory nodes until the network is quiet.
+fn pump(nodes: &mut [(SocketAddrV4, DhtNode)], now: Instant) {
+    for _ in 0..1000 {
+        let mut moved = false;
+        for i in 0..nodes.len() {
+            let from = nodes[i].0;
+            while let Some((to, bytes)) = nodes[i].1.poll_transmit() {
+                moved = true;
+                if let Some(j) = nodes.iter().position(|(a, _)| *a == to) {
+                    nodes[j].1.handle_datagram(from, &bytes, now);
+                }
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+    panic!("network never went quiet");
+}
+
+#[test]
+fn in_memory_walk_ephemeral_and_persistent() {
+    let t0 = Instant::now();
+    let boot_addr = lo(1);
+    let mut net = vec![(boot_addr, DhtNode::new(NodeConfig::default(), t0))];
+    for p in 2..8u16 {
+        let cfg = NodeConfig {
+            bootstrap: vec![boot_addr],
+            ..NodeConfig::default()
+        };
+        net.push((lo(p), DhtNode::new(cfg, t0)));
+        pump(&mut net, t0);
+    }
+    let eph_cfg = NodeConfig {
+        bootstrap: vec![boot_addr],
+        ephemeral: true,
+        ..NodeConfig::default()
+    };
+    net.push((lo(100), DhtNode::new(eph_cfg, t0)));
+    pump(&mut net, t0);
+    for (_, n) in &net {
+        assert!(n.is_bootstrapped());
+    }
+    // Six persistent nodes joined the bootstrap's table; the ephemeral one did not.
+    assert_eq!(net[0].1.routing_table().len(), 6);
+    assert!(net[0].1.routing_table().iter().all(|c| c.addr != lo(100)));
+    // The ephemeral client learned the persistent nodes and our own address.
+    assert!(net[7].1.routing_table().len() >= 6);
+    assert_eq!(net[7].1.remote_address(), Some(lo(100)));
+
+    // Announce from the ephemeral node (port 0 = its UDP port), look up from another.
+    let topic = [0x42; 32];
+    let q = net[7].1.announce(topic, 0, None).unwrap();
+    pump(&mut net, t0);
+    let mut done = None;
+    while let Some(ev) = net[7].1.poll_event() {
+        if let Event::QueryDone { query, result } = ev {
+            assert_eq!(query, q);
+            done = Some(result.unwrap());
+        }
+    }
+    let stats = done.expect("announce finished");
+    assert_eq!(
+        stats.updates, 7,
+        "all 7 persistent token holders were updated"
+    );
+    let total: usize = net.iter().map(|(_, n)| n.record_count()).sum();
+    assert_eq!(total, 7);
+
+    let q = net[3].1.lookup(topic, None).unwrap();
+    pump(&mut net, t0);
+    let mut found = Vec::new();
+    while let Some(ev) = net[3].1.poll_event() {
+        if let Event::Reply { query, reply } = ev {
+            assert_eq!(query, q);
+            let out = hyperdrive::swarm::wire::PeersOutput::decode(&reply.value.unwrap()).unwrap();
+            if let Some(p) = out.peers {
+                found.extend(hyperdrive::swarm::wire::decode_peer_list(&p).unwrap());
+            }
+        }
+    }
+    assert!(found.contains(&lo(100)), "{found:?}");
+
+    // Every datagram the ephemeral node sends omits its id.
+    net[7].1.ping(boot_addr);
+    let (_, bytes) = net[7].1.poll_transmit().unwrap();
+    assert_eq!(Message::decode(&bytes).unwrap().id, None);
+    net[1].1.ping(boot_addr);
+    let (_, bytes) = net[1].1.poll_transmit().unwrap();
+    assert_eq!(
+        Message::decode(&bytes).unwrap().id.as_deref(),
+        Some(&net[1].1.id()[..])
+    );
+}
