@@ -1,0 +1,193 @@
+//! Drive references on the command line: `HEX`, `HEX+V`, `HEX+V/path`,
+//! `hyper://HEX[+V][/path]` and `dat://HEX[+V][/path]`.
+//!
+//! Parsed into a key, an optional version and a drive path (always starting with `/`),
+//! so every command names drives the same way and a typo gets one clear message.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A parsed drive reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveRef {
+    pub key: [u8; 32],
+    /// A checkout version (`+V`); `None` means the latest.
+    pub version: Option<u64>,
+    /// Drive path, `/` when none was given.
+    pub path: String,
+}
+
+/// Why a drive reference did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    pub input: String,
+    pub reason: String,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bad drive key {:?}: {} (expected 64 hex characters, optionally as \
+             hyper://KEY[+VERSION][/PATH])",
+            self.input, self.reason
+        )
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+impl DriveRef {
+    /// The key as 64 lowercase hex characters.
+    pub fn hex(&self) -> String {
+        hex::encode(self.key)
+    }
+}
+
+impl fmt::Display for DriveRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "hyper://{}", self.hex())?;
+        if let Some(v) = self.version {
+            write!(f, "+{v}")?;
+        }
+        if self.path != "/" {
+            write!(f, "{}", self.path)?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for DriveRef {
+    type Err = KeyError;
+
+    fn from_str(input: &str) -> Result<Self, KeyError> {
+        let err = |reason: &str| KeyError {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
+        let trimmed = input.trim();
+        let lower_scheme = trimmed.get(..8).map(str::to_ascii_lowercase);
+        let rest = if lower_scheme.as_deref() == Some("hyper://") {
+            &trimmed[8..]
+        } else if trimmed.get(..6).map(str::to_ascii_lowercase).as_deref() == Some("dat://") {
+            &trimmed[6..]
+        } else if trimmed.contains("://") {
+            return Err(err("unknown scheme (use hyper:// or dat://)"));
+        } else {
+            trimmed
+        };
+        let (head, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let (hexpart, version) = match head.find('+') {
+            Some(i) => {
+                let v = &head[i + 1..];
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(err("the version after '+' must be a number"));
+                }
+                let v: u64 = v.parse().map_err(|_| err("the version is too large"))?;
+                (&head[..i], Some(v))
+            }
+            None => (head, None),
+        };
+        if hexpart.is_empty() {
+            return Err(err("no key"));
+        }
+        if hexpart.len() != 64 {
+            return Err(err(&format!(
+                "the key has {} characters, not 64",
+                hexpart.len()
+            )));
+        }
+        let bytes = hex::decode(hexpart).map_err(|_| err("the key is not hexadecimal"))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| err("the key is not 32 bytes"))?;
+        let path = normalize_path(path);
+        Ok(DriveRef { key, version, path })
+    }
+}
+
+/// `/a//b/./c/` → `/a/b/c`; `..` is refused by dropping it at the root and popping
+/// otherwise, so a path never climbs out of the drive.
+pub fn normalize_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K: &str = "a3f1c6a2b9d2e0f4a5b6c7d8e9f00112233445566778899aabbccddeeff00112";
+
+    #[test]
+    fn plain_hex() {
+        let r: DriveRef = K.parse().unwrap();
+        assert_eq!(r.hex(), K);
+        assert_eq!(r.version, None);
+        assert_eq!(r.path, "/");
+    }
+
+    #[test]
+    fn uppercase_hex_and_whitespace() {
+        let r: DriveRef = format!("  {}  ", K.to_uppercase()).parse().unwrap();
+        assert_eq!(r.hex(), K);
+    }
+
+    #[test]
+    fn hyper_url_with_version_and_path() {
+        let r: DriveRef = format!("hyper://{K}+12/docs//a.txt").parse().unwrap();
+        assert_eq!(r.hex(), K);
+        assert_eq!(r.version, Some(12));
+        assert_eq!(r.path, "/docs/a.txt");
+        assert_eq!(r.to_string(), format!("hyper://{K}+12/docs/a.txt"));
+    }
+
+    #[test]
+    fn dat_url_and_bare_path() {
+        let r: DriveRef = format!("dat://{K}/x/").parse().unwrap();
+        assert_eq!((r.version, r.path.as_str()), (None, "/x"));
+        let r: DriveRef = format!("HYPER://{K}").parse().unwrap();
+        assert_eq!(r.path, "/");
+        let r: DriveRef = format!("{K}+3").parse().unwrap();
+        assert_eq!(r.version, Some(3));
+    }
+
+    #[test]
+    fn dotdot_cannot_escape() {
+        let r: DriveRef = format!("{K}/../../etc/./passwd").parse().unwrap();
+        assert_eq!(r.path, "/etc/passwd");
+        assert_eq!(normalize_path("/a/b/../c"), "/a/c");
+    }
+
+    #[test]
+    fn bad_keys() {
+        for bad in [
+            "",
+            "hyper://",
+            "abc",
+            &K[..63],
+            &format!("{K}0"),
+            &format!("{}zz", &K[..62]),
+            &format!("{K}+"),
+            &format!("{K}+x"),
+            &format!("{K}+-1"),
+            &format!("{K}+99999999999999999999999"),
+            &format!("http://{K}"),
+        ] {
+            let e = bad.parse::<DriveRef>().unwrap_err();
+            assert!(e.to_string().contains("bad drive key"), "{bad}: {e}");
+        }
+    }
+}
