@@ -755,7 +755,17 @@ pub async fn mirror(env: &Env, r: DriveRef, daemon: bool) -> Result<()> {
         *watched.lock().unwrap_or_else(|p| p.into_inner()) = feeds.clone();
         let snap = progress::snapshot(&feeds);
         let version = o.live.version();
-        if snap.held == snap.total && synced_at != Some(version) {
+        let mut complete = snap.held == snap.total && synced_at != Some(version);
+        if complete {
+            // The content feed's length arrives separately: done only when it covers
+            // every file of this version (and of each mount).
+            for d in std::iter::once(&o.live).chain(known_mounts.iter()) {
+                if d.content_feed().len() < required_content_len(d).await {
+                    complete = false;
+                }
+            }
+        }
+        if complete {
             // Mounts can only be listed once the metadata is here.
             let mounts = open_mounts(&o.live).await;
             let new = mounts
@@ -788,6 +798,22 @@ pub async fn mirror(env: &Env, r: DriveRef, daemon: bool) -> Result<()> {
     drop(o.store);
     o.session.close().await;
     Ok(())
+}
+
+/// Content blocks the latest version of `drive` refers to (its own files, not mounts).
+async fn required_content_len(drive: &Drive) -> u64 {
+    let Ok(entries) = drive.readdir_recursive("/", true).await else {
+        return 0;
+    };
+    let mut need = 0;
+    for rel in entries {
+        if let Ok(st) = drive.lstat(&format!("/{rel}")).await {
+            if st.is_file() && st.mount.is_none() {
+                need = need.max(st.offset + st.blocks);
+            }
+        }
+    }
+    need
 }
 
 /// `mirror --daemon`: run this same command detached (own process group, output to a

@@ -104,6 +104,9 @@ impl FromStr for DriveRef {
         let key: [u8; 32] = bytes
             .try_into()
             .map_err(|_| err("the key is not 32 bytes"))?;
+        if hyperdrive::core::KeyPair::from_public(&key).is_err() {
+            return Err(err("not a valid ed25519 public key"));
+        }
         let path = normalize_path(path);
         Ok(DriveRef { key, version, path })
     }
@@ -129,10 +132,15 @@ pub fn normalize_path(path: &str) -> String {
 mod tests {
     use super::*;
 
-    const K: &str = "a3f1c6a2b9d2e0f4a5b6c7d8e9f00112233445566778899aabbccddeeff00112";
+    /// A real (random) public key.
+    fn k() -> String {
+        hex::encode(hyperdrive::core::KeyPair::generate().public_bytes())
+    }
 
     #[test]
     fn plain_hex() {
+        #[allow(non_snake_case)]
+        let K = &k();
         let r: DriveRef = K.parse().unwrap();
         assert_eq!(r.hex(), K);
         assert_eq!(r.version, None);
@@ -141,12 +149,16 @@ mod tests {
 
     #[test]
     fn uppercase_hex_and_whitespace() {
+        #[allow(non_snake_case)]
+        let K = &k();
         let r: DriveRef = format!("  {}  ", K.to_uppercase()).parse().unwrap();
         assert_eq!(r.hex(), K);
     }
 
     #[test]
     fn hyper_url_with_version_and_path() {
+        #[allow(non_snake_case)]
+        let K = &k();
         let r: DriveRef = format!("hyper://{K}+12/docs//a.txt").parse().unwrap();
         assert_eq!(r.hex(), K);
         assert_eq!(r.version, Some(12));
@@ -156,6 +168,8 @@ mod tests {
 
     #[test]
     fn dat_url_and_bare_path() {
+        #[allow(non_snake_case)]
+        let K = &k();
         let r: DriveRef = format!("dat://{K}/x/").parse().unwrap();
         assert_eq!((r.version, r.path.as_str()), (None, "/x"));
         let r: DriveRef = format!("HYPER://{K}").parse().unwrap();
@@ -166,13 +180,25 @@ mod tests {
 
     #[test]
     fn dotdot_cannot_escape() {
+        #[allow(non_snake_case)]
+        let K = &k();
         let r: DriveRef = format!("{K}/../../etc/./passwd").parse().unwrap();
         assert_eq!(r.path, "/etc/passwd");
         assert_eq!(normalize_path("/a/b/../c"), "/a/c");
     }
 
     #[test]
+    fn off_curve_key() {
+        let e = "0000000000000000000000000000000000000000000000000000000000000001"
+            .parse::<DriveRef>()
+            .unwrap_err();
+        assert!(e.to_string().contains("ed25519"), "{e}");
+    }
+
+    #[test]
     fn bad_keys() {
+        #[allow(non_snake_case)]
+        let K = &k();
         for bad in [
             "",
             "hyper://",

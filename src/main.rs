@@ -63,36 +63,36 @@ enum Command {
         import: Option<PathBuf>,
     },
     /// Sync a folder into a writable drive: adds, changes and deletions.
-    Import { key: DriveRef, src: PathBuf },
+    Import { key: String, src: PathBuf },
     /// Copy a drive, a version (KEY+V) or a subtree (KEY/PATH) out to a folder.
-    Export { key: DriveRef, dest: PathBuf },
+    Export { key: String, dest: PathBuf },
     /// Download a whole drive and its mounts, stay live and serve it (read-only mirror).
     Mirror {
-        key: DriveRef,
+        key: String,
         /// Run in the background (log in the storage folder).
         #[arg(long)]
         daemon: bool,
     },
     /// Serve own and mirrored drives (all of them if none are named) until stopped.
-    Seed { keys: Vec<DriveRef> },
+    Seed { keys: Vec<String> },
     /// Key, discovery key, version, size and peers of a drive.
     Info {
-        key: DriveRef,
+        key: String,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// List a folder of a drive.
     Ls {
-        key: DriveRef,
+        key: String,
         /// Long listing: mode, size, modification time.
         #[arg(short = 'l')]
         long: bool,
     },
     /// Print a file of a drive.
-    Cat { key: DriveRef },
+    Cat { key: String },
     /// Versions of a drive and what changed in each.
-    Log { key: DriveRef },
+    Log { key: String },
 }
 
 fn init_tracing(verbose: u8, quiet: bool) {
@@ -139,14 +139,22 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo => Ok(()),
             Command::Create { import } => commands::create(&env, import).await,
-            Command::Import { key, src } => commands::import(&env, key, src).await,
-            Command::Export { key, dest } => commands::export(&env, key, dest).await,
-            Command::Mirror { key, daemon } => commands::mirror(&env, key, daemon).await,
-            Command::Seed { keys } => commands::seed(&env, keys).await,
-            Command::Info { key, json } => commands::info(&env, key, json).await,
-            Command::Ls { key, long } => commands::ls(&env, key, long).await,
-            Command::Cat { key } => commands::cat(&env, key).await,
-            Command::Log { key } => commands::log(&env, key).await,
+            Command::Import { key, src } => commands::import(&env, key.parse()?, src).await,
+            Command::Export { key, dest } => commands::export(&env, key.parse()?, dest).await,
+            Command::Mirror { key, daemon } => {
+                commands::mirror(&env, key.parse()?, daemon).await
+            }
+            Command::Seed { keys } => {
+                let keys = keys
+                    .iter()
+                    .map(|k| k.parse::<DriveRef>())
+                    .collect::<Result<Vec<_>, _>>()?;
+                commands::seed(&env, keys).await
+            }
+            Command::Info { key, json } => commands::info(&env, key.parse()?, json).await,
+            Command::Ls { key, long } => commands::ls(&env, key.parse()?, long).await,
+            Command::Cat { key } => commands::cat(&env, key.parse()?).await,
+            Command::Log { key } => commands::log(&env, key.parse()?).await,
         }
     });
     // Connections and waits may still hold runtime tasks; do not wait for them.
