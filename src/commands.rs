@@ -832,9 +832,8 @@ fn spawn_daemon(env: &Env, r: &DriveRef) -> Result<()> {
         .collect();
     let logf = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let mut child = std::process::Command::new(exe)
+        // Same arguments and environment, so the child resolves the same storage.
         .args(&args)
-        .arg("--storage")
-        .arg(&env.dir)
         .env(READY_ENV, &ready)
         .stdin(std::process::Stdio::null())
         .stdout(logf.try_clone()?)
