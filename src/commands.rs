@@ -99,7 +99,9 @@ fn holds(store: &Corestore, key: &[u8; 32]) -> Result<bool> {
     if !loc.paths.key.exists() {
         return Ok(false);
     }
-    Ok(std::fs::metadata(&loc.paths.tree).map(|m| m.len() > 32).unwrap_or(false))
+    Ok(std::fs::metadata(&loc.paths.tree)
+        .map(|m| m.len() > 32)
+        .unwrap_or(false))
 }
 
 /// An open drive and the connections that feed it.
@@ -160,7 +162,11 @@ async fn open_drive(env: &Env, r: &DriveRef, announce: bool) -> Result<Opened> {
         // Give newer lengths peers announce a moment to land.
         loop {
             let len = meta.len();
-            if meta.wait_for_length(len + 1, Duration::from_millis(400)).await <= len {
+            if meta
+                .wait_for_length(len + 1, Duration::from_millis(400))
+                .await
+                <= len
+            {
                 break;
             }
         }
@@ -385,7 +391,11 @@ fn mode_string(st: &Stat) -> String {
     };
     let mut s = String::from(kind);
     for (i, c) in "rwxrwxrwx".chars().enumerate() {
-        s.push(if st.mode & (1 << (8 - i)) != 0 { c } else { '-' });
+        s.push(if st.mode & (1 << (8 - i)) != 0 {
+            c
+        } else {
+            '-'
+        });
     }
     s
 }
@@ -437,9 +447,16 @@ pub async fn ls(env: &Env, r: DriveRef, long: bool) -> Result<()> {
             Err(e) => return Err(anyhow!(e)),
         };
         let mut lines = Vec::new();
-        if r.path != "/" && !st.is_dir() && !(st.is_symlink() && o.view.stat(&r.path).await.is_ok_and(|s| s.is_dir())) {
+        if r.path != "/"
+            && !st.is_dir()
+            && !(st.is_symlink() && o.view.stat(&r.path).await.is_ok_and(|s| s.is_dir()))
+        {
             let name = r.path.rsplit('/').next().unwrap_or("");
-            lines.push(if long { long_line(name, &st) } else { name.to_string() });
+            lines.push(if long {
+                long_line(name, &st)
+            } else {
+                name.to_string()
+            });
             return Ok(lines);
         }
         let entries = match o.view.readdir(&r.path, long).await {
@@ -624,7 +641,9 @@ async fn open_mounts(drive: &Drive) -> Vec<Drive> {
             for m in mounts.into_iter().skip(1) {
                 match drive.open_other(&m.metadata).await {
                     Ok(d) => out.push(d),
-                    Err(e) => tracing::warn!(mount = %m.path, error = %e, "cannot open mounted drive"),
+                    Err(e) => {
+                        tracing::warn!(mount = %m.path, error = %e, "cannot open mounted drive")
+                    }
                 }
             }
         }
@@ -669,7 +688,13 @@ pub async fn seed(env: &Env, keys: Vec<DriveRef>) -> Result<()> {
             },
         )
         .await
-        .with_context(|| format!("opening drive {} in {}", hex::encode(key), env.dir.display()))?;
+        .with_context(|| {
+            format!(
+                "opening drive {} in {}",
+                hex::encode(key),
+                env.dir.display()
+            )
+        })?;
         let mounts = open_mounts(&d).await;
         drives.push((d, mounts));
     }
@@ -742,7 +767,10 @@ pub async fn mirror(env: &Env, r: DriveRef, daemon: bool) -> Result<()> {
     let mut selected: std::collections::HashSet<[u8; 32]> = Default::default();
     loop {
         // Select every feed (drive, content, mounts) for a live download.
-        let mut feeds = vec![o.live.metadata_feed().clone(), o.live.content_feed().clone()];
+        let mut feeds = vec![
+            o.live.metadata_feed().clone(),
+            o.live.content_feed().clone(),
+        ];
         for m in &known_mounts {
             feeds.push(m.metadata_feed().clone());
             feeds.push(m.content_feed().clone());
@@ -830,7 +858,8 @@ fn spawn_daemon(env: &Env, r: &DriveRef) -> Result<()> {
         .skip(1)
         .filter(|a| a != "--daemon")
         .collect();
-    let logf = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let logf =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let mut child = std::process::Command::new(exe)
         // Same arguments and environment, so the child resolves the same storage.
         .args(&args)

@@ -139,50 +139,50 @@ mod tests {
 
     #[test]
     fn plain_hex() {
-        #[allow(non_snake_case)]
-        let K = &k();
-        let r: DriveRef = K.parse().unwrap();
-        assert_eq!(r.hex(), K);
+        let key = k();
+        let key = key.as_str();
+        let r: DriveRef = key.parse().unwrap();
+        assert_eq!(r.hex(), key);
         assert_eq!(r.version, None);
         assert_eq!(r.path, "/");
     }
 
     #[test]
     fn uppercase_hex_and_whitespace() {
-        #[allow(non_snake_case)]
-        let K = &k();
-        let r: DriveRef = format!("  {}  ", K.to_uppercase()).parse().unwrap();
-        assert_eq!(r.hex(), K);
+        let key = k();
+        let key = key.as_str();
+        let r: DriveRef = format!("  {}  ", key.to_uppercase()).parse().unwrap();
+        assert_eq!(r.hex(), key);
     }
 
     #[test]
     fn hyper_url_with_version_and_path() {
-        #[allow(non_snake_case)]
-        let K = &k();
-        let r: DriveRef = format!("hyper://{K}+12/docs//a.txt").parse().unwrap();
-        assert_eq!(r.hex(), K);
+        let key = k();
+        let key = key.as_str();
+        let r: DriveRef = format!("hyper://{key}+12/docs//a.txt").parse().unwrap();
+        assert_eq!(r.hex(), key);
         assert_eq!(r.version, Some(12));
         assert_eq!(r.path, "/docs/a.txt");
-        assert_eq!(r.to_string(), format!("hyper://{K}+12/docs/a.txt"));
+        assert_eq!(r.to_string(), format!("hyper://{key}+12/docs/a.txt"));
     }
 
     #[test]
     fn dat_url_and_bare_path() {
-        #[allow(non_snake_case)]
-        let K = &k();
-        let r: DriveRef = format!("dat://{K}/x/").parse().unwrap();
+        let key = k();
+        let key = key.as_str();
+        let r: DriveRef = format!("dat://{key}/x/").parse().unwrap();
         assert_eq!((r.version, r.path.as_str()), (None, "/x"));
-        let r: DriveRef = format!("HYPER://{K}").parse().unwrap();
+        let r: DriveRef = format!("HYPER://{key}").parse().unwrap();
         assert_eq!(r.path, "/");
-        let r: DriveRef = format!("{K}+3").parse().unwrap();
+        let r: DriveRef = format!("{key}+3").parse().unwrap();
         assert_eq!(r.version, Some(3));
     }
 
     #[test]
     fn dotdot_cannot_escape() {
-        #[allow(non_snake_case)]
-        let K = &k();
-        let r: DriveRef = format!("{K}/../../etc/./passwd").parse().unwrap();
+        let key = k();
+        let key = key.as_str();
+        let r: DriveRef = format!("{key}/../../etc/./passwd").parse().unwrap();
         assert_eq!(r.path, "/etc/passwd");
         assert_eq!(normalize_path("/a/b/../c"), "/a/c");
     }
@@ -197,20 +197,20 @@ mod tests {
 
     #[test]
     fn bad_keys() {
-        #[allow(non_snake_case)]
-        let K = &k();
+        let key = k();
+        let key = key.as_str();
         for bad in [
             "",
             "hyper://",
             "abc",
-            &K[..63],
-            &format!("{K}0"),
-            &format!("{}zz", &K[..62]),
-            &format!("{K}+"),
-            &format!("{K}+x"),
-            &format!("{K}+-1"),
-            &format!("{K}+99999999999999999999999"),
-            &format!("http://{K}"),
+            &key[..63],
+            &format!("{key}0"),
+            &format!("{}zz", &key[..62]),
+            &format!("{key}+"),
+            &format!("{key}+x"),
+            &format!("{key}+-1"),
+            &format!("{key}+99999999999999999999999"),
+            &format!("http://{key}"),
         ] {
             let e = bad.parse::<DriveRef>().unwrap_err();
             assert!(e.to_string().contains("bad drive key"), "{bad}: {e}");

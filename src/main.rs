@@ -141,9 +141,7 @@ fn main() -> ExitCode {
             Command::Create { import } => commands::create(&env, import).await,
             Command::Import { key, src } => commands::import(&env, key.parse()?, src).await,
             Command::Export { key, dest } => commands::export(&env, key.parse()?, dest).await,
-            Command::Mirror { key, daemon } => {
-                commands::mirror(&env, key.parse()?, daemon).await
-            }
+            Command::Mirror { key, daemon } => commands::mirror(&env, key.parse()?, daemon).await,
             Command::Seed { keys } => {
                 let keys = keys
                     .iter()

@@ -96,7 +96,10 @@ impl Session {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let abort = t.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(3), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(3), t)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -171,7 +174,8 @@ impl Network for TcpNetwork {
                             (source.clone(), ropts.clone(), stats.clone(), stop.clone());
                         tokio::spawn(async move {
                             let _guard = guard;
-                            if let Err(e) = replicate(socket, false, source, ropts, stats, stop).await
+                            if let Err(e) =
+                                replicate(socket, false, source, ropts, stats, stop).await
                             {
                                 tracing::info!(%peer, error = %e, "peer disconnected");
                             }

@@ -162,9 +162,6 @@ mod tests {
 
     #[test]
     fn flag_wins() {
-        assert_eq!(
-            resolve_dir(Some("/x".into())).unwrap(),
-            PathBuf::from("/x")
-        );
+        assert_eq!(resolve_dir(Some("/x".into())).unwrap(), PathBuf::from("/x"));
     }
 }

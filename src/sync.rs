@@ -325,7 +325,9 @@ pub async fn export_tree(drive: &Drive, path: &str, dest: &Path) -> Result<Expor
         let st = match drive.lstat(&full).await {
             Ok(st) => st,
             Err(DriveError::NotFound { .. }) => continue,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", drive_ctx(drive, &full))),
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading {}", drive_ctx(drive, &full)))
+            }
         };
         let target = dest.join(&relpath);
         if let Some(parent) = target.parent() {
@@ -364,8 +366,8 @@ async fn export_file(
         .open_file(path)
         .await
         .with_context(|| format!("opening {}", drive_ctx(drive, path)))?;
-    let mut f = std::fs::File::create(target)
-        .with_context(|| format!("creating {}", target.display()))?;
+    let mut f =
+        std::fs::File::create(target).with_context(|| format!("creating {}", target.display()))?;
     let mut off = 0u64;
     while off < st.size {
         let n = (st.size - off).min(1 << 20);

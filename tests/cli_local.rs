@@ -7,7 +7,6 @@ mod cli_common;
 use cli_common::*;
 use serde_json::Value;
 
-
 #[test]
 fn create_then_read_on_the_same_storage() {
     let tmp = tempfile::tempdir().unwrap();
@@ -47,7 +46,10 @@ fn create_then_read_on_the_same_storage() {
     assert_eq!(info["peers"], 0);
     let version = info["version"].as_u64().unwrap();
     let text = ok(&st, &["info", &key]);
-    assert!(text.contains(&key) && text.contains("writable:       true"), "{text}");
+    assert!(
+        text.contains(&key) && text.contains("writable:       true"),
+        "{text}"
+    );
 
     let log = ok(&st, &["log", &key]);
     assert!(log.starts_with("1 created"), "{log}");
@@ -119,7 +121,10 @@ fn export_version_and_subtree() {
     ok(&st, &["import", &key, src.to_str().unwrap()]);
 
     let old = tmp.path().join("old");
-    ok(&st, &["export", &format!("{key}+{v}"), old.to_str().unwrap()]);
+    ok(
+        &st,
+        &["export", &format!("{key}+{v}"), old.to_str().unwrap()],
+    );
     assert_eq!(
         std::fs::read(old.join("hello.txt")).unwrap(),
         b"hello, drive\n"
@@ -131,13 +136,20 @@ fn export_version_and_subtree() {
     assert_eq!(ok(&st, &["cat", &format!("{key}/hello.txt")]), "v2");
 
     let sub = tmp.path().join("sub");
-    ok(&st, &["export", &format!("{key}/docs"), sub.to_str().unwrap()]);
+    ok(
+        &st,
+        &["export", &format!("{key}/docs"), sub.to_str().unwrap()],
+    );
     assert_same_tree(&src.join("docs"), &sub);
 
     let one = tmp.path().join("one.md");
     ok(
         &st,
-        &["export", &format!("{key}/docs/readme.md"), one.to_str().unwrap()],
+        &[
+            "export",
+            &format!("{key}/docs/readme.md"),
+            one.to_str().unwrap(),
+        ],
     );
     assert_eq!(std::fs::read(one).unwrap(), b"# readme\n");
 }
@@ -201,12 +213,24 @@ fn bad_input_gives_clear_errors() {
     );
     fails(&st, &["cat", &key], &["cat needs a file"]);
     fails(&st, &["cat", &format!("{key}/docs")], &["docs"]);
-    fails(&st, &["create", "--import", "/no/such/folder"], &["not a folder"]);
+    fails(
+        &st,
+        &["create", "--import", "/no/such/folder"],
+        &["not a folder"],
+    );
     fails(&st, &["import", &key, "/no/such/folder"], &["not a folder"]);
 
     // Unknown versions.
-    fails(&st, &["ls", &format!("{key}+999")], &[&key, "no version 999"]);
-    fails(&st, &["cat", &format!("{key}+0/hello.txt")], &["no version 0"]);
+    fails(
+        &st,
+        &["ls", &format!("{key}+999")],
+        &[&key, "no version 999"],
+    );
+    fails(
+        &st,
+        &["cat", &format!("{key}+0/hello.txt")],
+        &["no version 0"],
+    );
 
     // Commands that need peers.
     fails(&st, &["seed"], &["--listen"]);

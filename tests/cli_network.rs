@@ -34,7 +34,15 @@ fn seed_then_export_ls_cat_info_mirror_from_other_storages() {
     let c = tmp.path().join("c");
     let ls = ok(&c, &["--connect", &addr, "ls", &format!("{key}/docs")]);
     assert_eq!(ls.lines().collect::<Vec<_>>(), ["deep", "readme.md"]);
-    let cat = ok(&c, &["--connect", &addr, "cat", &format!("hyper://{key}/hello.txt")]);
+    let cat = ok(
+        &c,
+        &[
+            "--connect",
+            &addr,
+            "cat",
+            &format!("hyper://{key}/hello.txt"),
+        ],
+    );
     assert_eq!(cat, "hello, drive\n");
     let info: Value =
         serde_json::from_str(&ok(&c, &["--connect", &addr, "info", &key, "--json"])).unwrap();
@@ -48,7 +56,14 @@ fn seed_then_export_ls_cat_info_mirror_from_other_storages() {
     let m = tmp.path().join("m");
     let mut mirror = Bg::spawn(
         &m,
-        &["--connect", &addr, "--listen", "127.0.0.1:0", "mirror", &key],
+        &[
+            "--connect",
+            &addr,
+            "--listen",
+            "127.0.0.1:0",
+            "mirror",
+            &key,
+        ],
     );
     let maddr = mirror.listening();
     let line = mirror.line_starting("mirrored ", Duration::from_secs(60));
@@ -101,10 +116,18 @@ fn export_of_an_old_version_from_a_peer() {
     let b = tmp.path().join("b");
     let cat = ok(
         &b,
-        &["--connect", &addr, "cat", &format!("{key}+{}/hello.txt", latest - 1)],
+        &[
+            "--connect",
+            &addr,
+            "cat",
+            &format!("{key}+{}/hello.txt", latest - 1),
+        ],
     );
     assert_eq!(cat, "hello, drive\n");
-    let cat = ok(&b, &["--connect", &addr, "cat", &format!("{key}/hello.txt")]);
+    let cat = ok(
+        &b,
+        &["--connect", &addr, "cat", &format!("{key}/hello.txt")],
+    );
     assert_eq!(cat, "second version\n");
     fails(
         &b,

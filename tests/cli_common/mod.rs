@@ -38,7 +38,9 @@ pub fn run(storage: &Path, args: &[&str]) -> Output {
     match rx.recv_timeout(Duration::from_secs(120)) {
         Ok(out) => out.expect("wait for hypermount"),
         Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             panic!("hypermount {args:?} did not finish within 120 s");
         }
     }
