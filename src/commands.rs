@@ -822,6 +822,9 @@ pub async fn mirror(env: &Env, r: DriveRef, daemon: bool) -> Result<()> {
     }
     progress.finish();
     say(env, "stopping");
+    if let Some(path) = std::env::var_os(READY_ENV) {
+        let _ = std::fs::remove_file(path);
+    }
     let _ = flush(&o.live);
     drop(o.store);
     o.session.close().await;

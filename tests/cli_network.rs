@@ -197,3 +197,71 @@ fn mirror_daemon_detaches_and_serves() {
     ok(&m, &["export", &key, dest.to_str().unwrap()]);
     assert_same_tree(&src, &dest);
 }
+
+/// Mounts drive `inner` at `/mnt` in drive `outer`, both in `storage` (no CLI process
+/// may hold the storage meanwhile).
+fn mount_in_storage(storage: &std::path::Path, outer: &str, inner: &str) {
+    use hyperdrive::drive::{Drive, DriveOptions, WriteOptions};
+    use hyperdrive::store::Corestore;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Corestore::open(storage).unwrap();
+        let key = |h: &str| -> [u8; 32] { hex::decode(h).unwrap().try_into().unwrap() };
+        let d = Drive::open(
+            std::sync::Arc::new(store.clone()),
+            &key(outer),
+            DriveOptions::default(),
+        )
+        .await
+        .unwrap();
+        d.mount("/mnt", &key(inner), None, WriteOptions::default())
+            .await
+            .unwrap();
+        d.metadata_feed().lock().feed.sync().unwrap();
+    });
+}
+
+#[test]
+fn mirror_downloads_mounted_drives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = sample_tree(tmp.path());
+    let inner_src = tmp.path().join("inner");
+    std::fs::create_dir_all(&inner_src).unwrap();
+    std::fs::write(inner_src.join("mounted.txt"), b"inside the mount\n").unwrap();
+    let a = tmp.path().join("a");
+    let outer = last_line(&ok(&a, &["create", "--import", src.to_str().unwrap()]));
+    let inner = last_line(&ok(
+        &a,
+        &["create", "--import", inner_src.to_str().unwrap()],
+    ));
+    mount_in_storage(&a, &outer, &inner);
+    assert_eq!(
+        ok(&a, &["cat", &format!("{outer}/mnt/mounted.txt")]),
+        "inside the mount\n"
+    );
+
+    let mut seeder = Bg::spawn(&a, &["seed", "--listen", "127.0.0.1:0"]);
+    let addr = seeder.listening();
+    let m = tmp.path().join("m");
+    let mut mirror = Bg::spawn(&m, &["--connect", &addr, "mirror", &outer]);
+    let line = mirror.line_starting("mirrored ", Duration::from_secs(60));
+    assert!(line.contains("1 mounted drive(s)"), "{line}");
+    assert_eq!(mirror.stop(), Some(0));
+    assert_eq!(seeder.stop(), Some(0));
+
+    // Offline: the mounted drive's file is held too.
+    assert_eq!(
+        ok(&m, &["cat", &format!("{outer}/mnt/mounted.txt")]),
+        "inside the mount\n"
+    );
+    let dest = tmp.path().join("out");
+    ok(&m, &["export", &outer, dest.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(dest.join("mnt/mounted.txt")).unwrap(),
+        b"inside the mount\n"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("docs/deep/big.bin")).unwrap(),
+        std::fs::read(src.join("docs/deep/big.bin")).unwrap()
+    );
+}
