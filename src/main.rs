@@ -3,12 +3,21 @@
 //! Library errors are typed; here they become `anyhow` errors with context naming the
 //! key or path, printed as one line with exit status 1.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod commands;
 mod demo;
+mod keyarg;
+mod network;
+mod progress;
+mod storage;
+mod sync;
+
+use keyarg::DriveRef;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,6 +29,18 @@ struct Cli {
     /// Where feeds are stored (default: $HYPERMOUNT_STORAGE, else the XDG data dir).
     #[arg(long, global = true)]
     storage: Option<PathBuf>,
+    /// DHT bootstrap nodes (kept for the DHT; not contacted yet).
+    #[arg(long, global = true, value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    /// Replicate with a peer at this address (repeatable).
+    #[arg(long, global = true)]
+    connect: Vec<SocketAddr>,
+    /// Accept peers on this address (port 0 picks one; the bound address is printed).
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    /// Do not use the DHT (implied until the DHT is available).
+    #[arg(long, global = true)]
+    no_dht: bool,
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -35,6 +56,43 @@ enum Command {
     /// The README's main job: create a feed, seed it on loopback, read it sparsely from
     /// a second storage, verify everything, clean up.
     Demo,
+    /// Create a new writable drive (optionally filled from a folder); prints its key.
+    Create {
+        /// Folder to import into the new drive.
+        #[arg(long)]
+        import: Option<PathBuf>,
+    },
+    /// Sync a folder into a writable drive: adds, changes and deletions.
+    Import { key: String, src: PathBuf },
+    /// Copy a drive, a version (KEY+V) or a subtree (KEY/PATH) out to a folder.
+    Export { key: String, dest: PathBuf },
+    /// Download a whole drive and its mounts, stay live and serve it (read-only mirror).
+    Mirror {
+        key: String,
+        /// Run in the background (log in the storage folder).
+        #[arg(long)]
+        daemon: bool,
+    },
+    /// Serve own and mirrored drives (all of them if none are named) until stopped.
+    Seed { keys: Vec<String> },
+    /// Key, discovery key, version, size and peers of a drive.
+    Info {
+        key: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a folder of a drive.
+    Ls {
+        key: String,
+        /// Long listing: mode, size, modification time.
+        #[arg(short = 'l')]
+        long: bool,
+    },
+    /// Print a file of a drive.
+    Cat { key: String },
+    /// Versions of a drive and what changed in each.
+    Log { key: String },
 }
 
 fn init_tracing(verbose: u8, quiet: bool) {
@@ -67,10 +125,38 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        if let Command::Demo = cli.command {
+            return demo::run(cli.storage).await;
+        }
+        let env = commands::Env::new(commands::GlobalOpts {
+            storage: cli.storage,
+            bootstrap: cli.bootstrap,
+            connect: cli.connect,
+            listen: cli.listen,
+            no_dht: cli.no_dht,
+            quiet: cli.quiet,
+        })?;
         match cli.command {
-            Command::Demo => demo::run(cli.storage).await,
+            Command::Demo => Ok(()),
+            Command::Create { import } => commands::create(&env, import).await,
+            Command::Import { key, src } => commands::import(&env, key.parse()?, src).await,
+            Command::Export { key, dest } => commands::export(&env, key.parse()?, dest).await,
+            Command::Mirror { key, daemon } => commands::mirror(&env, key.parse()?, daemon).await,
+            Command::Seed { keys } => {
+                let keys = keys
+                    .iter()
+                    .map(|k| k.parse::<DriveRef>())
+                    .collect::<Result<Vec<_>, _>>()?;
+                commands::seed(&env, keys).await
+            }
+            Command::Info { key, json } => commands::info(&env, key.parse()?, json).await,
+            Command::Ls { key, long } => commands::ls(&env, key.parse()?, long).await,
+            Command::Cat { key } => commands::cat(&env, key.parse()?).await,
+            Command::Log { key } => commands::log(&env, key.parse()?).await,
         }
     });
+    // Connections and waits may still hold runtime tasks; do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
