@@ -1023,6 +1023,121 @@ mod tests {
         ));
     }
 
+    /// A writer drive of 64 blocks of 16 KiB replicated over an in-memory pipe to a
+    /// sparse reader; returns (reader drive, stop sender).
+    async fn sparse_pair() -> (Drive, tokio::sync::watch::Sender<bool>, Vec<u8>) {
+        use hyperdrive::protocol::driver::{
+            replicate, shutdown_channel, ConnectionStats, FeedSource, ReplicateOptions,
+        };
+        use hyperdrive::store::Corestore;
+        let w_store = Corestore::in_memory([5; 32]);
+        let w = Drive::named(
+            Arc::new(w_store.clone()),
+            "default",
+            DriveOptions::default(),
+        )
+        .await
+        .expect("writer");
+        let data: Vec<u8> = (0..64 * 16_384u32).map(|i| (i % 253) as u8).collect();
+        let mut fw = w
+            .create_writer("/f", WriteOptions::default())
+            .await
+            .expect("writer");
+        for c in data.chunks(16_384) {
+            fw.write(c).await.expect("write");
+        }
+        fw.finish().await.expect("finish");
+        let r_store = Corestore::in_memory([6; 32]);
+        let (x, y) = tokio::io::duplex(1 << 20);
+        let (stop, rx) = shutdown_channel();
+        for (io, init, store) in [(x, true, r_store.clone()), (y, false, w_store)] {
+            let src: Arc<dyn FeedSource> = Arc::new(store);
+            let rx = rx.clone();
+            tokio::spawn(async move {
+                let _ = replicate(
+                    io,
+                    init,
+                    src,
+                    ReplicateOptions::default(),
+                    Arc::new(ConnectionStats::default()),
+                    rx,
+                )
+                .await;
+            });
+        }
+        let opts = DriveOptions {
+            timeout: Duration::from_secs(10),
+            ..DriveOptions::default()
+        };
+        let r = Drive::open(Arc::new(r_store), &w.key(), opts)
+            .await
+            .expect("reader");
+        let v = w.version();
+        assert_eq!(
+            r.metadata_feed()
+                .wait_for_length(v, Duration::from_secs(10))
+                .await,
+            v
+        );
+        (r, stop, data)
+    }
+
+    fn held(d: &Drive) -> u64 {
+        let st = d.content_feed().lock();
+        st.feed.bitfield().count_data(0, st.feed.len())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sequential_reads_prefetch_and_missing_blocks_time_out() {
+        let rt = tokio::runtime::Handle::current();
+        let (r, stop, data) = sparse_pair().await;
+        let opts = DriveBackendOptions {
+            read_timeout: Duration::from_millis(500),
+            prefetch_blocks: 8,
+            read_only: false,
+        };
+        let b = DriveBackend::new(r.clone(), opts, &rt);
+        assert!(!b.writable());
+        assert_eq!(b.read("/f", 0, 16_384).await.expect("r0"), data[..16_384]);
+        assert_eq!(
+            b.read("/f", 16_384, 16_384).await.expect("r1"),
+            data[16_384..32_768]
+        );
+        let t0 = std::time::Instant::now();
+        while held(&r) < 9 && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let n = held(&r);
+        // A read from the start counts as sequential: blocks 1..9 are selected after
+        // the first read, and the second read is still inside that window.
+        assert!(
+            (9..=12).contains(&n),
+            "two reads + 8 prefetched blocks, held {n}"
+        );
+        assert!(held(&r) < 64);
+        // A non-sequential read does not prefetch.
+        assert_eq!(
+            b.read("/f", 40 * 16_384, 100).await.expect("jump"),
+            data[40 * 16_384..40 * 16_384 + 100]
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(held(&r), n + 1);
+        let fs = b.statfs().await.expect("statfs");
+        assert_eq!(fs.total_bytes, data.len() as u64);
+        assert_eq!(
+            fs.bytes_held,
+            (n + 1) * 16_384,
+            "exact bytes from the bitfield"
+        );
+        assert_eq!((fs.files, fs.free_bytes), (2, 0));
+        // Without peers a missing block times out with ETIMEDOUT, naming the file.
+        let _ = stop.send(true);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let e = b.read("/f", 60 * 16_384, 10).await.expect_err("no peer");
+        assert_eq!(crate::errno(&e), libc::ETIMEDOUT);
+        assert_eq!(e.path(), "/f");
+    }
+
     #[test]
     fn errors_keep_the_path() {
         let d = Duration::from_secs(2);
