@@ -267,6 +267,16 @@ impl DriveBackend {
         Ok(n)
     }
 
+    /// Metadata key of the drive (this one or a mounted one) that holds `path`.
+    async fn owner_of(&self, path: &str) -> Result<[u8; 32], FsError> {
+        let mounts = self.drive.mounts().await.map_err(|e| self.err(path, e))?;
+        Ok(mounts
+            .iter()
+            .filter(|m| is_within(&m.path, path))
+            .max_by_key(|m| m.path.len())
+            .map_or_else(|| self.drive.key(), |m| m.metadata))
+    }
+
     /// Puts a copy of `st` at `path` (same content blocks; an existing node is replaced).
     async fn put_stat(&self, path: &str, st: &Stat) -> Result<(), FsError> {
         self.drive
@@ -639,11 +649,15 @@ impl Backend for DriveBackend {
                 moved.push((format!("/{rel}"), st));
             }
         }
-        if moved.iter().any(|(_, st)| st.mount.is_some()) {
-            return Err(FsError::Unsupported {
-                path: from.into(),
-                op: "rename of a tree holding a mounted drive",
-            });
+        // Shared blocks are only valid inside one drive: across a mount boundary (or
+        // moving a mount point) answer EXDEV, and `mv` falls back to copy + delete.
+        if moved.iter().any(|(_, st)| st.mount.is_some())
+            || self.owner_of(from).await? != self.owner_of(to).await?
+        {
+            return Err(FsError::io(
+                from,
+                std::io::Error::from_raw_os_error(libc::EXDEV),
+            ));
         }
         for (rel, st) in &moved {
             self.put_stat(&format!("{to}{rel}"), st).await?;
@@ -924,6 +938,26 @@ mod tests {
             b.rename("/zz", "/q").await,
             Err(FsError::NotFound { .. })
         ));
+        // Across a mounted drive: EXDEV (mv copies instead).
+        let other = b.drive().sibling("other").await.expect("sibling");
+        other
+            .write_file("/in.txt", b"inner", WriteOptions::default())
+            .await
+            .expect("w");
+        b.drive()
+            .mount("/m", &other.key(), None, WriteOptions::default())
+            .await
+            .expect("mount");
+        let e = b.rename("/m/in.txt", "/out.txt").await.expect_err("xdev");
+        assert_eq!(crate::errno(&e), libc::EXDEV);
+        let e = b.rename("/e/f", "/m/f").await.expect_err("xdev");
+        assert_eq!(crate::errno(&e), libc::EXDEV);
+        let e = b.rename("/m", "/m2").await.expect_err("mount point");
+        assert_eq!(crate::errno(&e), libc::EXDEV);
+        b.rename("/m/in.txt", "/m/in2.txt")
+            .await
+            .expect("inside the mount");
+        assert_eq!(b.read("/m/in2.txt", 0, 10).await.expect("read"), b"inner");
     }
 
     #[tokio::test]

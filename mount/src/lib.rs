@@ -1,6 +1,7 @@
 //! Mount lifecycle: mounting a [`HyperFs`] at a path, unmounting on drop, and finding
 //! and clearing stale mounts. Owns the only `unsafe` of the mount path (`umount2`); never
-//! looks inside the file system.
+//! looks inside the file system. [`mount_drive`] puts a hyperdrive behind the adapter with
+//! the cache policy its kind needs; [`serve_until_signal`] serves it until SIGINT/SIGTERM.
 //!
 //! fuser's pure-Rust mount calls mount(2) directly, so mounting needs root (or
 //! CAP_SYS_ADMIN); there is no fusermount fallback on machines without it.

@@ -384,7 +384,9 @@ async fn seeded_drive(ids: &[&str]) -> hyperdrive::drive::Drive {
             mode: 0o755,
             ..WriteOptions::default()
         };
-        d.mkdir(&format!("/{id}"), dir.clone()).await.expect("mkdir");
+        d.mkdir(&format!("/{id}"), dir.clone())
+            .await
+            .expect("mkdir");
         d.mkdir(&format!("/{id}/dir"), dir.clone())
             .await
             .expect("mkdir");
