@@ -5,12 +5,14 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod drive_backend;
 pub mod error;
 pub mod fuse;
 pub mod inode;
 pub mod memory;
 
 pub use backend::{Attr, Backend, DirEntry, FileKind, SetAttr, StatFs, WriteSource};
+pub use drive_backend::{DriveBackend, DriveBackendOptions};
 pub use error::{errno, FsError};
 pub use fuse::{ChangeFeed, FsStats, HyperFs, HyperFsOptions};
 pub use fuser;

@@ -1,6 +1,7 @@
 //! Mount lifecycle: mounting a [`HyperFs`] at a path, unmounting on drop, and finding
 //! and clearing stale mounts. Owns the only `unsafe` of the mount path (`umount2`); never
-//! looks inside the file system.
+//! looks inside the file system. [`mount_drive`] puts a hyperdrive behind the adapter with
+//! the cache policy its kind needs; [`serve_until_signal`] serves it until SIGINT/SIGTERM.
 //!
 //! fuser's pure-Rust mount calls mount(2) directly, so mounting needs root (or
 //! CAP_SYS_ADMIN); there is no fusermount fallback on machines without it.
@@ -71,13 +72,25 @@ impl Default for MountConfig {
     }
 }
 
+/// Work run once the file system is unmounted (e.g. syncing the drive's feeds).
+pub type UnmountHook = Box<dyn FnOnce() + Send>;
+
 /// A live mount. Dropping it unmounts (lazily if the mount is busy).
-#[derive(Debug)]
 pub struct Mounted {
     mountpoint: PathBuf,
     session: Option<BackgroundSession>,
     /// Task telling the kernel about new versions of a live drive.
     invalidator: Option<tokio::task::JoinHandle<()>>,
+    after_unmount: Vec<UnmountHook>,
+}
+
+impl std::fmt::Debug for Mounted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mounted")
+            .field("mountpoint", &self.mountpoint)
+            .field("alive", &self.is_alive())
+            .finish()
+    }
 }
 
 /// Mounts `fs` at `mountpoint` and serves it from a background thread.
@@ -113,8 +126,12 @@ pub fn mount<B: Backend>(
         mountpoint,
         session: Some(session),
         invalidator,
+        after_unmount: Vec::new(),
     })
 }
+
+mod drive;
+pub use drive::{mount_drive, serve_until_signal, DriveMountOptions};
 
 /// Pause that lets a burst of new versions (a replicated batch) coalesce into one round
 /// of invalidations.
@@ -176,6 +193,19 @@ impl Mounted {
         self.teardown()
     }
 
+    /// Runs `hook` after the unmount (on [`Mounted::unmount`] or drop), once.
+    pub fn on_unmount(&mut self, hook: UnmountHook) {
+        self.after_unmount.push(hook);
+    }
+
+    /// Whether the FUSE session still runs (false once someone else unmounted it, e.g.
+    /// `umount` from a shell, or the kernel aborted the connection).
+    pub fn is_alive(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| !s.guard.is_finished())
+    }
+
     fn teardown(&mut self) -> Result<(), MountError> {
         if let Some(task) = self.invalidator.take() {
             task.abort();
@@ -205,6 +235,9 @@ impl Mounted {
             if let Ok(Err(e)) = guard.join() {
                 tracing::warn!(error = %e, "FUSE session ended with an error");
             }
+        }
+        for hook in self.after_unmount.drain(..) {
+            hook();
         }
         tracing::info!(mountpoint = %self.mountpoint.display(), "unmounted");
         result

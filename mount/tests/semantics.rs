@@ -367,3 +367,90 @@ fn semantics_table_matches_behaviour() {
         failures.join("\n")
     );
 }
+
+/// The same fixture in a hyperdrive (all rows' trees in one drive).
+async fn seeded_drive(ids: &[&str]) -> hyperdrive::drive::Drive {
+    use hyperdrive::drive::{Drive, DriveOptions, MemoryProvider, WriteOptions};
+    let provider = Arc::new(MemoryProvider::new([9; 32]));
+    let d = Drive::named(provider, "default", DriveOptions::default())
+        .await
+        .expect("drive");
+    let opts = || WriteOptions {
+        mode: 0o644,
+        ..WriteOptions::default()
+    };
+    for id in ids {
+        let dir = WriteOptions {
+            mode: 0o755,
+            ..WriteOptions::default()
+        };
+        d.mkdir(&format!("/{id}"), dir.clone())
+            .await
+            .expect("mkdir");
+        d.mkdir(&format!("/{id}/dir"), dir.clone())
+            .await
+            .expect("mkdir");
+        let f = format!("/{id}/dir/file.txt");
+        d.write_file(&f, b"hello", opts()).await.expect("write");
+        d.set_xattr(&f, "user.k", b"v").await.expect("xattr");
+        d.mkdir(&format!("/{id}/dir/sub"), dir.clone())
+            .await
+            .expect("mkdir");
+        d.mkdir(&format!("/{id}/empty"), dir).await.expect("mkdir");
+        d.symlink("dir/file.txt", &format!("/{id}/link"))
+            .await
+            .expect("symlink");
+    }
+    d
+}
+
+/// The read-only and writable columns against the hyperdrive adapter (a read-only
+/// mount of a drive, and a writable one): the drive must behave as the table says.
+#[test]
+fn semantics_table_matches_drive_backend() {
+    use hypermount_mount::{mount_drive, DriveMountOptions};
+    let rows = parse_table();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut failures = Vec::new();
+    for (col, name) in COLUMNS.iter().enumerate() {
+        if *name != "read-only" && *name != "writable" {
+            continue;
+        }
+        let ids: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.cells[col] != "n/a" && r.id != "read-timeout")
+            .map(|r| r.id.as_str())
+            .collect();
+        let drive = rt.block_on(seeded_drive(&ids));
+        let dir = tempfile::tempdir().expect("tmp");
+        let opts = DriveMountOptions {
+            read_only: *name == "read-only",
+            ..DriveMountOptions::default()
+        };
+        let m = mount_drive(drive, dir.path(), &opts, rt.handle()).expect("mount");
+        for id in &ids {
+            let row = rows.iter().find(|r| r.id == *id).expect("row");
+            let got = match run(id, &dir.path().join(id)) {
+                Ok(()) => "ok".to_string(),
+                Err(WRONG) => "wrong result".to_string(),
+                Err(e) => errno_name(e),
+            };
+            if got != row.cells[col] {
+                failures.push(format!(
+                    "{id} on {name} drive: doc says {}, got {got}",
+                    row.cells[col]
+                ));
+            }
+        }
+        m.unmount().expect("unmount");
+    }
+    assert!(
+        failures.is_empty(),
+        "the drive adapter disagrees with SEMANTICS.md:\n{}",
+        failures.join("\n")
+    );
+}

@@ -1429,6 +1429,23 @@ impl FileHandle {
                 return Ok((idx, off));
             }
         }
+        // A sparse feed lacks the tree nodes `seek` walks. Fetch the block a uniform
+        // block size would put `pos` in: its proof brings the nodes on that block's path,
+        // so the seek usually succeeds without walking (and downloading) the file's
+        // earlier blocks — a read in the middle of a big file costs a few blocks.
+        if st.blocks > 1 && st.size > 0 && sought.is_err() {
+            let guess = st.offset
+                + u64::try_from(u128::from(pos) * u128::from(st.blocks) / u128::from(st.size))
+                    .unwrap_or(0)
+                    .min(st.blocks - 1);
+            if self.content.get(guess, self.timeout).await.is_ok() {
+                if let Ok((idx, off)) = self.content.lock().feed.seek(target) {
+                    if idx >= st.offset && idx < st.offset + st.blocks {
+                        return Ok((idx, off));
+                    }
+                }
+            }
+        }
         let mut acc = 0u64;
         for idx in st.offset..st.offset + st.blocks {
             let b = self
@@ -1482,6 +1499,17 @@ impl FileHandle {
             idx += 1;
         }
         Ok(out)
+    }
+
+    /// The content feed holding this file's blocks (the owning drive's, across mounts);
+    /// readers use it to prefetch ahead of sequential reads.
+    pub fn content_feed(&self) -> &Arc<SharedFeed> {
+        &self.content
+    }
+
+    /// Content-feed block index holding file byte `pos` (< size) and the offset in it.
+    pub async fn block_at(&self, pos: u64) -> Result<(u64, u64), DriveError> {
+        self.locate(pos).await
     }
 
     /// Reads up to `len` bytes at `offset` (short at end of file, empty past it).
