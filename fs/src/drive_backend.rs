@@ -8,7 +8,7 @@
 //! - `write_file`: the scratch file is streamed into the content feed in blocks of at most
 //!   512 KiB ([`MAX_BLOCK_SIZE`]), keeping the replaced file's xattrs, owner and mode.
 //! - reads of blocks no peer has delivered wait at most [`DriveBackendOptions::read_timeout`]
-//!   and then fail with `ETIMEDOUT`, with a warning naming the file; sequential reads
+//!   and then fail with `EIO`, with a warning naming the file; sequential reads
 //!   select the next few blocks for download so the network stays ahead of the reader.
 //! - `watch` follows the metadata feed's length (local writes and replication alike).
 
@@ -44,7 +44,7 @@ const WATCH_POLL: Duration = Duration::from_secs(1);
 /// Tuning of a [`DriveBackend`].
 #[derive(Clone, Debug)]
 pub struct DriveBackendOptions {
-    /// Longest a read waits for blocks no peer has delivered yet (then `ETIMEDOUT`).
+    /// Longest a read waits for blocks no peer has delivered yet (then `EIO`).
     pub read_timeout: Duration,
     /// Content blocks selected for download ahead of a sequential reader (0: off).
     pub prefetch_blocks: u64,
@@ -1164,11 +1164,11 @@ mod tests {
             "exact bytes from the bitfield"
         );
         assert_eq!((fs.files, fs.free_bytes), (2, 0));
-        // Without peers a missing block times out with ETIMEDOUT, naming the file.
+        // Without peers a missing block times out with EIO, naming the file.
         let _ = stop.send(true);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let e = b.read("/f", 60 * 16_384, 10).await.expect_err("no peer");
-        assert_eq!(crate::errno(&e), libc::ETIMEDOUT);
+        assert_eq!(crate::errno(&e), libc::EIO);
         assert_eq!(e.path(), "/f");
     }
 
@@ -1177,7 +1177,7 @@ mod tests {
         let d = Duration::from_secs(2);
         let e = drive_error("/a", DriveError::Timeout { path: "/a".into() }, d);
         assert!(matches!(&e, FsError::Timeout { path, after } if path == "/a" && *after == d));
-        assert_eq!(crate::errno(&e), libc::ETIMEDOUT);
+        assert_eq!(crate::errno(&e), libc::EIO);
         let e = drive_error(
             "/b",
             DriveError::Storage {

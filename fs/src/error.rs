@@ -110,7 +110,9 @@ pub fn errno(err: &FsError) -> i32 {
         FsError::NameTooLong { .. } => libc::ENAMETOOLONG,
         FsError::Range { .. } => libc::ERANGE,
         FsError::Stale { .. } => libc::ESTALE,
-        FsError::Timeout { .. } => libc::ETIMEDOUT,
+        // Data no peer delivered in time: an I/O error, as a disk that cannot read a
+        // sector would give (the warning log names the file and the wait).
+        FsError::Timeout { .. } => libc::EIO,
         // Never hand out unverified bytes; the caller sees an I/O error.
         FsError::Corrupt { .. } => libc::EIO,
         FsError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
@@ -212,7 +214,7 @@ mod tests {
             path: p(),
             after: Duration::from_secs(1),
         };
-        assert_eq!(errno(&e), libc::ETIMEDOUT);
+        assert_eq!(errno(&e), libc::EIO);
     }
     #[test]
     fn corrupt() {
