@@ -746,3 +746,48 @@ fn sigterm_unmounts_cleanly() {
     assert!(!is_mount_point(&mnt).expect("mountinfo"));
     assert!(!is_stale(&mnt));
 }
+
+/// A Node drive with a second drive mounted inside it (tests/js/drive-common.js),
+/// replicated over TCP and mounted with FUSE: the nested mount is a directory whose
+/// files come from the second drive's own feeds, fetched on the same connection.
+#[test]
+fn node_drive_with_a_nested_mount_is_followed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut seed = spawn_node(
+        &js_script("drive-serve.js"),
+        &[
+            tmp.path().join("node").to_str().expect("utf8").to_string(),
+            hex::encode([0x4d; 32]),
+        ],
+    );
+    let info = seed.next_json(Duration::from_secs(120));
+    let rt = runtime();
+    let store = Corestore::with_master_key(tmp.path().join("rust"), [0x53; 32]);
+    let replica = rt.block_on(Replica::connect(
+        json_u64(&info, "port") as u16,
+        &key32(&info["key"]),
+        json_u64(&info, "version"),
+        store,
+    ));
+    let mnt = mkdir(&tmp.path().join("mnt"));
+    let mounted = mount_drive(
+        replica.drive.clone(),
+        &mnt,
+        &mount_opts(true, None),
+        rt.handle(),
+    )
+    .expect("mount");
+    let out = sh(
+        &mnt,
+        "test -d mnt && cat mnt/inner.txt && echo && cat mnt/through.txt && echo && \
+         ls mnt/sub && cat 'ünï cödé/file with space.txt' && echo && readlink link-one && \
+         cat deep/a/b/c/d.txt",
+    );
+    assert_eq!(
+        out, "inside\nthrough\ns.txt\nunicode\none\ndeep",
+        "files inside the nested mount and around it"
+    );
+    finish(mounted);
+    rt.block_on(replica.close());
+    seed.terminate(Duration::from_secs(5));
+}
