@@ -133,7 +133,10 @@ async fn serve(o: HashMap<String, String>) {
 
     let data = file_content(7, big);
     let t = Instant::now();
-    or_die(d.write_file("/big.bin", &data, WriteOptions::default()).await);
+    or_die(
+        d.write_file("/big.bin", &data, WriteOptions::default())
+            .await,
+    );
     let big_write_ms = ms(t);
     let t = Instant::now();
     let back = or_die(d.read_file("/big.bin").await);
