@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::protocol::replicate::{FetchError, SharedFeed};
+use crate::trie::feed_store::ReadAhead;
 use crate::store::content_name;
 use crate::trie::mount::{
     del_refuses_mountpoint, is_mount_node, mount_ops, mount_record_key, put_refuses_mountpoint,
@@ -117,6 +118,9 @@ type DriveParts = (Trie<FeedTrieStore>, Arc<Content>);
 struct Content {
     feed: Arc<SharedFeed>,
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// Read-ahead over this content feed, shared by every handle of the drive so that
+    /// reading many small adjacent files one after another streams like one big file.
+    ahead: Arc<ReadAhead>,
 }
 
 /// A Hyperdrive 10 (live, or a read-only checkout).
@@ -281,6 +285,7 @@ impl Drive {
             content: Arc::new(Content {
                 feed: content_feed,
                 lock: Arc::new(tokio::sync::Mutex::new(())),
+                ahead: Arc::default(),
             }),
         };
         let mut drives = ctx.drives.lock().unwrap_or_else(|e| e.into_inner());
@@ -779,6 +784,7 @@ impl Drive {
         }
         Ok(FileHandle {
             content: owner.content.feed.clone(),
+            ahead: owner.content.ahead.clone(),
             timeout: self.ctx.opts.timeout,
             path: display(&key),
             stat,
@@ -1399,6 +1405,7 @@ impl Drive {
 #[derive(Clone)]
 pub struct FileHandle {
     content: Arc<SharedFeed>,
+    ahead: Arc<ReadAhead>,
     timeout: Duration,
     path: String,
     /// The Stat the handle was opened with.
@@ -1495,6 +1502,7 @@ impl FileHandle {
                     reason: "file blocks are shorter than its size".into(),
                 });
             }
+            self.ahead.note(&self.content, idx);
             let b = self
                 .content
                 .get(idx, self.timeout)

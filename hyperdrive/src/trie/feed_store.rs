@@ -7,7 +7,7 @@
 //! hypertrie's batch append does.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::store::TrieStore;
@@ -18,11 +18,119 @@ use crate::protocol::replicate::{FetchError, SharedFeed};
 /// How long a read waits for a missing block by default.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A trie's blocks in a [`SharedFeed`]. Cheap to clone (clones share the feed).
+/// Sequential read-ahead for a sparse replica: one round trip per block is what makes
+/// reading many small files of a remote drive slow, and their blocks (a file's trie node,
+/// its content) are usually adjacent to the next file's. When reads walk forward through
+/// a feed, the blocks ahead are selected for download, in a window that doubles while the
+/// walk goes on; scattered reads (one lookup, one stat) never trigger it, so they still
+/// fetch only the blocks they touch.
+#[derive(Debug, Default)]
+pub struct ReadAhead {
+    state: Mutex<AheadState>,
+}
+
+#[derive(Debug, Default)]
+struct AheadState {
+    /// Highest block of the current forward walk.
+    last: u64,
+    /// Forward steps in a row.
+    run: u32,
+    /// Reads off the walk since its last forward step.
+    off: u32,
+    /// Blocks below this are already selected.
+    selected_until: u64,
+    /// Blocks recently requested by [`TrieStore::prefetch`] (a listing): their reads
+    /// are not a sequential walk even when they look like one.
+    prefetched: std::collections::VecDeque<u64>,
+}
+
+impl ReadAhead {
+    /// Forward steps before read-ahead starts.
+    const TRIGGER: u32 = 4;
+    /// A read at most this far past the walk's last block continues it.
+    const STRIDE: u64 = 16;
+    /// Reads elsewhere tolerated before the walk is forgotten (lookups interleave reads
+    /// of a few shared upper trie nodes with the walk).
+    const PATIENCE: u32 = 8;
+    const MIN_WINDOW: u64 = 16;
+    /// How many prefetched blocks are remembered.
+    const PREFETCH_MEMORY: usize = 512;
+
+    /// Remembers blocks a listing asked for (see [`AheadState::prefetched`]).
+    fn prefetching(&self, seqs: &[u64]) {
+        let mut a = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for &s in seqs {
+            if a.prefetched.len() == Self::PREFETCH_MEMORY {
+                a.prefetched.pop_front();
+            }
+            a.prefetched.push_back(s);
+        }
+    }
+    const MAX_WINDOW: u64 = 1024;
+
+    /// Notes a read of block `seq` of `feed`; selects blocks ahead if this continues a
+    /// forward walk. Does nothing for a writable feed (it has every block). Blocks a
+    /// listing prefetched do not count: fetching them was no walk.
+    pub fn note(&self, feed: &SharedFeed, seq: u64) {
+        let range = {
+            let mut a = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if a.prefetched.contains(&seq) {
+                return;
+            }
+            if seq > a.last && seq <= a.last + Self::STRIDE {
+                a.last = seq;
+                a.run = a.run.saturating_add(1);
+                a.off = 0;
+            } else if seq != a.last {
+                a.off += 1;
+                if a.off > Self::PATIENCE {
+                    a.last = seq;
+                    a.run = 0;
+                    a.off = 0;
+                }
+                return;
+            }
+            if a.run < Self::TRIGGER {
+                return;
+            }
+            let window = (Self::MIN_WINDOW << ((a.run - Self::TRIGGER) / 4).min(10))
+                .min(Self::MAX_WINDOW);
+            // Top up when the walk is within half a window of the selected end.
+            if seq + window / 2 < a.selected_until {
+                return;
+            }
+            let start = a.selected_until.max(seq + 1);
+            a.selected_until = seq + 1 + window;
+            (start, a.selected_until)
+        };
+        let (start, end) = range;
+        {
+            let mut st = feed.lock();
+            if st.feed.writable() {
+                return;
+            }
+            let end = end.min(st.feed.len());
+            if start >= end {
+                return;
+            }
+            let crate::protocol::replicate::shared::FeedState { feed: f, wants, .. } = &mut *st;
+            wants.prune(f);
+            if f.bitfield().count_data(start, end) == end - start {
+                return;
+            }
+            wants.select(start, Some(end));
+        }
+        feed.wake_peers();
+    }
+}
+
+/// A trie's blocks in a [`SharedFeed`]. Cheap to clone (clones share the feed and the
+/// read-ahead state).
 #[derive(Clone)]
 pub struct FeedStore {
     feed: Arc<SharedFeed>,
     timeout: Duration,
+    ahead: Arc<ReadAhead>,
 }
 
 impl std::fmt::Debug for FeedStore {
@@ -42,7 +150,11 @@ impl FeedStore {
 
     /// A store whose reads of missing blocks give up after `timeout`.
     pub fn with_timeout(feed: Arc<SharedFeed>, timeout: Duration) -> Self {
-        FeedStore { feed, timeout }
+        FeedStore {
+            feed,
+            timeout,
+            ahead: Arc::default(),
+        }
     }
 
     /// The feed.
@@ -76,6 +188,35 @@ impl TrieStore for FeedStore {
         self.feed.len()
     }
 
+    fn prefetch(&self, seqs: &[u64]) {
+        self.ahead.prefetching(seqs);
+        {
+            let mut st = self.feed.lock();
+            if st.feed.writable() {
+                return;
+            }
+            let crate::protocol::replicate::shared::FeedState { feed, wants, .. } = &mut *st;
+            wants.prune(feed);
+            let len = feed.len();
+            // Runs of consecutive seqs become one selection each.
+            let mut i = 0;
+            while i < seqs.len() {
+                let start = seqs[i];
+                let mut end = start + 1;
+                while i + 1 < seqs.len() && seqs[i + 1] == end {
+                    end += 1;
+                    i += 1;
+                }
+                i += 1;
+                let end = end.min(len);
+                if start < end && feed.bitfield().count_data(start, end) < end - start {
+                    wants.select(start, Some(end));
+                }
+            }
+        }
+        self.feed.wake_peers();
+    }
+
     fn has(&self, seq: u64) -> bool {
         self.feed.has(seq)
     }
@@ -87,6 +228,7 @@ impl TrieStore for FeedStore {
     fn get(&self, seq: u64) -> impl Future<Output = Result<Vec<u8>, TrieError>> + Send {
         let feed = self.feed.clone();
         let timeout = self.timeout;
+        let ahead = self.ahead.clone();
         async move {
             // Only the writer extends its own feed: a block past its end never arrives.
             let (writable, len) = {
@@ -95,6 +237,9 @@ impl TrieStore for FeedStore {
             };
             if writable && seq >= len {
                 return Err(TrieError::BlockMissing { seq });
+            }
+            if !writable {
+                ahead.note(&feed, seq);
             }
             feed.get(seq, timeout)
                 .await
