@@ -175,7 +175,18 @@ async fn remote_stat_in_a_big_drive_touches_log_n_metadata_blocks() {
         second <= 2 * log4 + 2,
         "{second} more blocks for a second stat"
     );
-    // And the content feed is untouched by stats.
+    // A listing of a 100-entry directory fetches its entries and the path to them, no
+    // more (its prefetching must not turn into read-ahead of the feed).
+    let before = held(&meta);
+    let names = r.readdir("/d55", false).await.unwrap();
+    assert_eq!(names.len(), 100);
+    let listed = held(&meta) - before;
+    println!("metadata blocks fetched by a remote readdir of 100 entries: {listed}");
+    assert!(
+        listed <= 100 + 2 * log4 + 4,
+        "{listed} blocks fetched to list 100 entries"
+    );
+    // And the content feed is untouched by stats and listings.
     assert_eq!(held(r.content_feed()), 0);
     link.close().await;
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::protocol::replicate::{FetchError, SharedFeed};
-use crate::trie::feed_store::ReadAhead;
 use crate::store::content_name;
+use crate::trie::feed_store::ReadAhead;
 use crate::trie::mount::{
     del_refuses_mountpoint, is_mount_node, mount_ops, mount_record_key, put_refuses_mountpoint,
     unmount_ops, MountRecord,

@@ -37,6 +37,9 @@ struct AheadState {
     run: u32,
     /// Reads off the walk since its last forward step.
     off: u32,
+    /// The last read off the walk, and how many such reads walked forward in a row.
+    shadow_last: u64,
+    shadow_run: u32,
     /// Blocks below this are already selected.
     selected_until: u64,
     /// Blocks recently requested by [`TrieStore::prefetch`] (a listing): their reads
@@ -81,20 +84,31 @@ impl ReadAhead {
                 a.last = seq;
                 a.run = a.run.saturating_add(1);
                 a.off = 0;
-            } else if seq != a.last {
-                a.off += 1;
-                if a.off > Self::PATIENCE {
-                    a.last = seq;
-                    a.run = 0;
-                    a.off = 0;
-                }
+            } else if seq == a.last {
                 return;
+            } else {
+                // Off the walk: maybe the start of another one (followed in the shadow
+                // fields), which replaces it once it is a walk in its own right.
+                a.off += 1;
+                a.shadow_run = if seq > a.shadow_last && seq <= a.shadow_last + Self::STRIDE {
+                    a.shadow_run.saturating_add(1)
+                } else {
+                    1
+                };
+                a.shadow_last = seq;
+                if a.shadow_run < Self::TRIGGER && a.off <= Self::PATIENCE {
+                    return;
+                }
+                a.last = seq;
+                a.run = a.shadow_run;
+                a.off = 0;
+                a.shadow_run = 0;
             }
             if a.run < Self::TRIGGER {
                 return;
             }
-            let window = (Self::MIN_WINDOW << ((a.run - Self::TRIGGER) / 4).min(10))
-                .min(Self::MAX_WINDOW);
+            let window =
+                (Self::MIN_WINDOW << ((a.run - Self::TRIGGER) / 4).min(10)).min(Self::MAX_WINDOW);
             // Top up when the walk is within half a window of the selected end.
             if seq + window / 2 < a.selected_until {
                 return;
@@ -300,6 +314,76 @@ mod tests {
             "a writer does not wait for its own future blocks"
         );
         assert_eq!(store.get(4).await.unwrap(), b"y");
+    }
+
+    /// A read-only feed of `len` blocks known only by length (as a sparse replica).
+    fn remote_feed(len: u64) -> Arc<SharedFeed> {
+        let kp = KeyPair::generate();
+        let mut src = Feed::in_memory(kp.clone());
+        for i in 0..len {
+            src.append(&[i as u8]).unwrap();
+        }
+        let ro = KeyPair::from_public(&kp.public_bytes()).unwrap();
+        let mut dst = Feed::in_memory(ro);
+        // The last block with its proof makes the length known without the other blocks.
+        let proof = src
+            .proof(len - 1, 0, false, &mut crate::core::RemoteTree::default())
+            .unwrap()
+            .unwrap();
+        let value = src.get(len - 1).unwrap();
+        dst.verify_and_put(Some(&value), &proof).unwrap();
+        SharedFeed::new(dst)
+    }
+
+    fn selected(feed: &SharedFeed) -> Vec<(u64, Option<u64>)> {
+        let st = feed.lock();
+        st.wants
+            .selections()
+            .iter()
+            .map(|s| (s.start, s.end))
+            .collect()
+    }
+
+    #[test]
+    fn read_ahead_follows_forward_walks_only() {
+        let feed = remote_feed(1000);
+        assert_eq!(feed.len(), 1000);
+        let ra = ReadAhead::default();
+        // Scattered reads (a lookup) select nothing.
+        for seq in [900, 17, 512, 3, 640, 77] {
+            ra.note(&feed, seq);
+        }
+        assert!(selected(&feed).is_empty());
+        // A forward walk starts read-ahead after a few steps...
+        for seq in 100..104 {
+            ra.note(&feed, seq);
+        }
+        assert_eq!(
+            selected(&feed),
+            vec![(104, Some(104 + ReadAhead::MIN_WINDOW))]
+        );
+        // ...and tops it up, with a growing window, while it goes on.
+        for seq in 104..140 {
+            ra.note(&feed, seq);
+        }
+        let sel = selected(&feed);
+        assert!(sel.len() > 1, "{sel:?}");
+        let end = sel.iter().filter_map(|s| s.1).max().unwrap();
+        assert!(end > 140 + ReadAhead::MIN_WINDOW, "selected up to {end}");
+        assert!(end <= 1000);
+        // Blocks a listing prefetched never count as a walk.
+        let feed2 = remote_feed(1000);
+        let store = FeedStore::new(feed2.clone());
+        store.prefetch(&[10, 11, 12, 13, 14, 15, 20]);
+        assert_eq!(selected(&feed2), vec![(10, Some(16)), (20, Some(21))]);
+        for seq in 10..16 {
+            store.ahead.note(&feed2, seq);
+        }
+        assert_eq!(
+            selected(&feed2).len(),
+            2,
+            "no read-ahead from prefetched reads"
+        );
     }
 
     #[tokio::test]
