@@ -4,8 +4,9 @@
 //! ```text
 //! bench_drive serve --dir D --files N --dirs M --size S --big B --listen PORT
 //!     In a corestore folder D: writes N files of S bytes into M directories
-//!     (/dJ/fK), readdirs every directory, stats every file, writes then reads one file
-//!     of B bytes, prints {key, port, version, writeMs, readdirMs, statMs, bigWriteMs,
+//!     (/dJ/fK) one `write_file` at a time, then the same files into a second drive with
+//!     one `write_files` call, readdirs every directory, stats every file, writes then reads one file
+//!     of B bytes, prints {key, port, version, writeMs, writeBatchMs, readdirMs, statMs, bigWriteMs,
 //!     bigReadMs} and serves the corestore on 127.0.0.1:PORT until killed.
 //! bench_drive clone --key HEX --connect 127.0.0.1:P --files N --dirs M --size S
 //!     A fresh in-memory replica: opens the drive, readdirs /d0 (time and metadata
@@ -112,6 +113,26 @@ async fn serve(o: HashMap<String, String>) {
     }
     let write_ms = ms(t);
 
+    // The same files into a second drive with one `write_files` call (no Node
+    // counterpart: the reference writes one file at a time).
+    let batch_drive = or_die(d.sibling("batch").await);
+    let paths: Vec<String> = (0..files).map(|i| file_path(i, per_dir)).collect();
+    let refs: Vec<(&str, &[u8])> = paths
+        .iter()
+        .zip(&contents)
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    let t = Instant::now();
+    or_die(
+        batch_drive
+            .write_files(&refs, WriteOptions::default())
+            .await,
+    );
+    let write_batch_ms = ms(t);
+    if batch_drive.version() != d.version() {
+        die("the batched drive has another version");
+    }
+
     let t = Instant::now();
     let mut entries = 0;
     for j in 0..files.div_ceil(per_dir) {
@@ -157,7 +178,7 @@ async fn serve(o: HashMap<String, String>) {
         .await,
     );
     println!(
-        "{{\"key\":\"{}\",\"port\":{},\"version\":{},\"writeMs\":{write_ms:.3},\"readdirMs\":{readdir_ms:.3},\"statMs\":{stat_ms:.3},\"bigWriteMs\":{big_write_ms:.3},\"bigReadMs\":{big_read_ms:.3}}}",
+        "{{\"key\":\"{}\",\"port\":{},\"version\":{},\"writeMs\":{write_ms:.3},\"writeBatchMs\":{write_batch_ms:.3},\"readdirMs\":{readdir_ms:.3},\"statMs\":{stat_ms:.3},\"bigWriteMs\":{big_write_ms:.3},\"bigReadMs\":{big_read_ms:.3}}}",
         hex::encode(d.key()),
         listener.local_addr.port(),
         d.version()
