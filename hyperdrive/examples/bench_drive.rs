@@ -12,7 +12,7 @@
 //!     A fresh in-memory replica: opens the drive, readdirs /d0 (time and metadata
 //!     blocks fetched), then reads all N files. Prints {openMs, readdirMs,
 //!     readdirBlocks, readdirEntries, readAllMs, readAllBytes, metadataHeld,
-//!     metadataLength}.
+//!     metadataLength, contentHeld, contentLength}.
 //! ```
 //!
 //! Loopback only. Build with `cargo build --release -p hyperdrive --example bench_drive`.
@@ -255,10 +255,12 @@ async fn clone(o: HashMap<String, String>) {
     }
     let read_all_ms = ms(t);
     println!(
-        "{{\"openMs\":{open_ms:.3},\"readdirMs\":{readdir_ms:.3},\"readdirBlocks\":{readdir_blocks},\"readdirEntries\":{},\"readAllMs\":{read_all_ms:.3},\"readAllBytes\":{bytes},\"metadataHeld\":{},\"metadataLength\":{}}}",
+        "{{\"openMs\":{open_ms:.3},\"readdirMs\":{readdir_ms:.3},\"readdirBlocks\":{readdir_blocks},\"readdirEntries\":{},\"readAllMs\":{read_all_ms:.3},\"readAllBytes\":{bytes},\"metadataHeld\":{},\"metadataLength\":{},\"contentHeld\":{},\"contentLength\":{}}}",
         list.len(),
         held(&meta),
-        meta.len()
+        meta.len(),
+        held(d.content_feed()),
+        d.content_feed().len()
     );
     std::process::exit(0);
 }

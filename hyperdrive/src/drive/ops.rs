@@ -1595,12 +1595,14 @@ impl FileHandle {
                     reason: "file blocks are shorter than its size".into(),
                 });
             }
-            self.ahead.note(&self.content, idx);
             let b = self
                 .content
                 .get(idx, self.timeout)
                 .await
                 .map_err(|e| self.fetch_err(e))?;
+            // After the block: its proof tells how big the blocks after it are.
+            let limit = ahead_limit(&mut self.content.lock().feed, idx);
+            self.ahead.note_until(&self.content, idx, limit);
             let s = usize::try_from(skip).unwrap_or(usize::MAX).min(b.len());
             let avail = &b[s..];
             let take = (avail.len() as u64).min(want) as usize;
@@ -1618,6 +1620,34 @@ impl FileHandle {
     pub async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, DriveError> {
         Ok(self.read_blocks(offset, len).await?.concat())
     }
+}
+
+/// Read-ahead of a content feed stops after this many bytes.
+const CONTENT_AHEAD_BYTES: u64 = 4 << 20;
+
+/// The end of the read-ahead after block `idx`: the farthest block boundary whose byte
+/// offset the local tree knows (the proof of `idx` brought the sizes of the subtrees to
+/// its right) within [`CONTENT_AHEAD_BYTES`] of `idx`'s end. `idx + 1` if none is known.
+fn ahead_limit(feed: &mut crate::core::Feed, idx: u64) -> u64 {
+    let start = idx + 1;
+    let Some(base) = byte_offset_of(feed, start) else {
+        return start;
+    };
+    let len = feed.len();
+    let mut limit = start;
+    for k in 0..12u32 {
+        for e in [((idx >> k) + 1) << k, ((idx >> k) + 2) << k] {
+            if e <= limit || e > len {
+                continue;
+            }
+            match byte_offset_of(feed, e) {
+                Some(off) if off.saturating_sub(base) <= CONTENT_AHEAD_BYTES => limit = e,
+                Some(_) => return limit,
+                None => {}
+            }
+        }
+    }
+    limit
 }
 
 /// Byte offset of block `index` from the tree nodes held locally (the roots left of

@@ -75,6 +75,12 @@ impl ReadAhead {
     /// forward walk. Does nothing for a writable feed (it has every block). Blocks a
     /// listing prefetched do not count: fetching them was no walk.
     pub fn note(&self, feed: &SharedFeed, seq: u64) {
+        self.note_until(feed, seq, u64::MAX)
+    }
+
+    /// As [`note`](Self::note), selecting nothing at or past block `limit` (a content
+    /// feed bounds read-ahead in bytes: small files may be followed by huge blocks).
+    pub fn note_until(&self, feed: &SharedFeed, seq: u64, limit: u64) {
         let range = {
             let mut a = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if a.prefetched.contains(&seq) {
@@ -114,8 +120,12 @@ impl ReadAhead {
                 return;
             }
             let start = a.selected_until.max(seq + 1);
-            a.selected_until = seq + 1 + window;
-            (start, a.selected_until)
+            let end = (seq + 1 + window).min(limit);
+            if end <= start {
+                return;
+            }
+            a.selected_until = end;
+            (start, end)
         };
         let (start, end) = range;
         {
