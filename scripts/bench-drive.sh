@@ -96,14 +96,15 @@ row "read $((BIG / 1048576)) MiB file" bigReadMs
 
 echo
 echo "Remote, fresh replica over loopback TCP (seeder -> reader)"
-printf '%-12s %11s %14s %14s %16s %12s\n' "pair" "open ms" "readdir ms" "readdir blocks" "read all ms" "vs Node"
+printf '%-12s %9s %12s %15s %13s %9s %16s\n' "pair" "open ms" "readdir ms" "readdir blocks" "read all ms" "vs Node" "content held"
 base=$(json readAllMs <<<"${REM[NODE NODE]}")
 for pair in "NODE NODE" "RUST RUST" "NODE RUST" "RUST NODE"; do
   set -- $pair
   v=${REM[$pair]}
   awk -v p="$(name "$1")->$(name "$2")" -v o="$(json openMs <<<"$v")" -v d="$(json readdirMs <<<"$v")" \
     -v b="$(json readdirBlocks <<<"$v")" -v a="$(json readAllMs <<<"$v")" -v base="$base" \
-    'BEGIN{printf "%-12s %11.1f %14.1f %14d %16.1f %11.2fx\n", p, o, d, b, a, (a > 0 ? base / a : 0)}'
+    -v ch="$(json contentHeld <<<"$v")/$(json contentLength <<<"$v")" \
+    'BEGIN{printf "%-12s %9.1f %12.1f %15d %13.1f %8.2fx %16s\n", p, o, d, b, a, (a > 0 ? base / a : 0), ch}'
 done
 
 echo

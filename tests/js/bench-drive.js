@@ -11,7 +11,7 @@
 //   clone --key HEX --connect 127.0.0.1:P --files N --dirs M --size S --version V
 //     A fresh in-memory replica: readdir of /d0 (time, metadata blocks fetched), then
 //     reads all N files. Prints {openMs, readdirMs, readdirBlocks, readdirEntries,
-//     readAllMs, readAllBytes, metadataHeld, metadataLength}.
+//     readAllMs, readAllBytes, metadataHeld, metadataLength, contentHeld, contentLength}.
 
 const net = require('net')
 const Corestore = require('corestore')
@@ -143,6 +143,7 @@ async function clone () {
     bytes += b.length
   }
   const readAllMs = msSince(t)
+  const content = await new Promise((resolve, reject) => drive.getContent((e, c) => e ? reject(e) : resolve(c)))
   process.stdout.write(JSON.stringify({
     openMs,
     readdirMs,
@@ -151,7 +152,9 @@ async function clone () {
     readAllMs,
     readAllBytes: bytes,
     metadataHeld: countHeld(drive.metadata),
-    metadataLength: drive.metadata.length
+    metadataLength: drive.metadata.length,
+    contentHeld: countHeld(content),
+    contentLength: content.length
   }) + '\n', () => process.exit(0))
 }
 
