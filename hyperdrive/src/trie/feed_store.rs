@@ -7,7 +7,7 @@
 //! hypertrie's batch append does.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::store::TrieStore;
@@ -18,11 +18,143 @@ use crate::protocol::replicate::{FetchError, SharedFeed};
 /// How long a read waits for a missing block by default.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A trie's blocks in a [`SharedFeed`]. Cheap to clone (clones share the feed).
+/// Sequential read-ahead for a sparse replica: one round trip per block is what makes
+/// reading many small files of a remote drive slow, and their blocks (a file's trie node,
+/// its content) are usually adjacent to the next file's. When reads walk forward through
+/// a feed, the blocks ahead are selected for download, in a window that doubles while the
+/// walk goes on; scattered reads (one lookup, one stat) never trigger it, so they still
+/// fetch only the blocks they touch.
+#[derive(Debug, Default)]
+pub struct ReadAhead {
+    state: Mutex<AheadState>,
+}
+
+#[derive(Debug, Default)]
+struct AheadState {
+    /// Highest block of the current forward walk.
+    last: u64,
+    /// Forward steps in a row.
+    run: u32,
+    /// Reads off the walk since its last forward step.
+    off: u32,
+    /// The last read off the walk, and how many such reads walked forward in a row.
+    shadow_last: u64,
+    shadow_run: u32,
+    /// Blocks below this are already selected.
+    selected_until: u64,
+    /// Blocks recently requested by [`TrieStore::prefetch`] (a listing): their reads
+    /// are not a sequential walk even when they look like one.
+    prefetched: std::collections::VecDeque<u64>,
+}
+
+impl ReadAhead {
+    /// Forward steps before read-ahead starts.
+    const TRIGGER: u32 = 4;
+    /// A read at most this far past the walk's last block continues it.
+    const STRIDE: u64 = 16;
+    /// Reads elsewhere tolerated before the walk is forgotten (lookups interleave reads
+    /// of a few shared upper trie nodes with the walk).
+    const PATIENCE: u32 = 8;
+    const MIN_WINDOW: u64 = 16;
+    /// How many prefetched blocks are remembered.
+    const PREFETCH_MEMORY: usize = 512;
+
+    /// Remembers blocks a listing asked for (see [`AheadState::prefetched`]).
+    fn prefetching(&self, seqs: &[u64]) {
+        let mut a = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for &s in seqs {
+            if a.prefetched.len() == Self::PREFETCH_MEMORY {
+                a.prefetched.pop_front();
+            }
+            a.prefetched.push_back(s);
+        }
+    }
+    const MAX_WINDOW: u64 = 1024;
+
+    /// Notes a read of block `seq` of `feed`; selects blocks ahead if this continues a
+    /// forward walk. Does nothing for a writable feed (it has every block). Blocks a
+    /// listing prefetched do not count: fetching them was no walk.
+    pub fn note(&self, feed: &SharedFeed, seq: u64) {
+        self.note_until(feed, seq, u64::MAX)
+    }
+
+    /// As [`note`](Self::note), selecting nothing at or past block `limit` (a content
+    /// feed bounds read-ahead in bytes: small files may be followed by huge blocks).
+    pub fn note_until(&self, feed: &SharedFeed, seq: u64, limit: u64) {
+        let range = {
+            let mut a = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if a.prefetched.contains(&seq) {
+                return;
+            }
+            if seq > a.last && seq <= a.last + Self::STRIDE {
+                a.last = seq;
+                a.run = a.run.saturating_add(1);
+                a.off = 0;
+            } else if seq == a.last {
+                return;
+            } else {
+                // Off the walk: maybe the start of another one (followed in the shadow
+                // fields), which replaces it once it is a walk in its own right.
+                a.off += 1;
+                a.shadow_run = if seq > a.shadow_last && seq <= a.shadow_last + Self::STRIDE {
+                    a.shadow_run.saturating_add(1)
+                } else {
+                    1
+                };
+                a.shadow_last = seq;
+                if a.shadow_run < Self::TRIGGER && a.off <= Self::PATIENCE {
+                    return;
+                }
+                a.last = seq;
+                a.run = a.shadow_run;
+                a.off = 0;
+                a.shadow_run = 0;
+            }
+            if a.run < Self::TRIGGER {
+                return;
+            }
+            let window =
+                (Self::MIN_WINDOW << ((a.run - Self::TRIGGER) / 4).min(10)).min(Self::MAX_WINDOW);
+            // Top up when the walk is within half a window of the selected end.
+            if seq + window / 2 < a.selected_until {
+                return;
+            }
+            let start = a.selected_until.max(seq + 1);
+            let end = (seq + 1 + window).min(limit);
+            if end <= start {
+                return;
+            }
+            a.selected_until = end;
+            (start, end)
+        };
+        let (start, end) = range;
+        {
+            let mut st = feed.lock();
+            if st.feed.writable() {
+                return;
+            }
+            let end = end.min(st.feed.len());
+            if start >= end {
+                return;
+            }
+            let crate::protocol::replicate::shared::FeedState { feed: f, wants, .. } = &mut *st;
+            wants.prune(f);
+            if f.bitfield().count_data(start, end) == end - start {
+                return;
+            }
+            wants.select(start, Some(end));
+        }
+        feed.wake_peers();
+    }
+}
+
+/// A trie's blocks in a [`SharedFeed`]. Cheap to clone (clones share the feed and the
+/// read-ahead state).
 #[derive(Clone)]
 pub struct FeedStore {
     feed: Arc<SharedFeed>,
     timeout: Duration,
+    ahead: Arc<ReadAhead>,
 }
 
 impl std::fmt::Debug for FeedStore {
@@ -42,7 +174,11 @@ impl FeedStore {
 
     /// A store whose reads of missing blocks give up after `timeout`.
     pub fn with_timeout(feed: Arc<SharedFeed>, timeout: Duration) -> Self {
-        FeedStore { feed, timeout }
+        FeedStore {
+            feed,
+            timeout,
+            ahead: Arc::default(),
+        }
     }
 
     /// The feed.
@@ -76,6 +212,35 @@ impl TrieStore for FeedStore {
         self.feed.len()
     }
 
+    fn prefetch(&self, seqs: &[u64]) {
+        self.ahead.prefetching(seqs);
+        {
+            let mut st = self.feed.lock();
+            if st.feed.writable() {
+                return;
+            }
+            let crate::protocol::replicate::shared::FeedState { feed, wants, .. } = &mut *st;
+            wants.prune(feed);
+            let len = feed.len();
+            // Runs of consecutive seqs become one selection each.
+            let mut i = 0;
+            while i < seqs.len() {
+                let start = seqs[i];
+                let mut end = start + 1;
+                while i + 1 < seqs.len() && seqs[i + 1] == end {
+                    end += 1;
+                    i += 1;
+                }
+                i += 1;
+                let end = end.min(len);
+                if start < end && feed.bitfield().count_data(start, end) < end - start {
+                    wants.select(start, Some(end));
+                }
+            }
+        }
+        self.feed.wake_peers();
+    }
+
     fn has(&self, seq: u64) -> bool {
         self.feed.has(seq)
     }
@@ -87,6 +252,7 @@ impl TrieStore for FeedStore {
     fn get(&self, seq: u64) -> impl Future<Output = Result<Vec<u8>, TrieError>> + Send {
         let feed = self.feed.clone();
         let timeout = self.timeout;
+        let ahead = self.ahead.clone();
         async move {
             // Only the writer extends its own feed: a block past its end never arrives.
             let (writable, len) = {
@@ -95,6 +261,9 @@ impl TrieStore for FeedStore {
             };
             if writable && seq >= len {
                 return Err(TrieError::BlockMissing { seq });
+            }
+            if !writable {
+                ahead.note(&feed, seq);
             }
             feed.get(seq, timeout)
                 .await
@@ -155,6 +324,76 @@ mod tests {
             "a writer does not wait for its own future blocks"
         );
         assert_eq!(store.get(4).await.unwrap(), b"y");
+    }
+
+    /// A read-only feed of `len` blocks known only by length (as a sparse replica).
+    fn remote_feed(len: u64) -> Arc<SharedFeed> {
+        let kp = KeyPair::generate();
+        let mut src = Feed::in_memory(kp.clone());
+        for i in 0..len {
+            src.append(&[i as u8]).unwrap();
+        }
+        let ro = KeyPair::from_public(&kp.public_bytes()).unwrap();
+        let mut dst = Feed::in_memory(ro);
+        // The last block with its proof makes the length known without the other blocks.
+        let proof = src
+            .proof(len - 1, 0, false, &mut crate::core::RemoteTree::default())
+            .unwrap()
+            .unwrap();
+        let value = src.get(len - 1).unwrap();
+        dst.verify_and_put(Some(&value), &proof).unwrap();
+        SharedFeed::new(dst)
+    }
+
+    fn selected(feed: &SharedFeed) -> Vec<(u64, Option<u64>)> {
+        let st = feed.lock();
+        st.wants
+            .selections()
+            .iter()
+            .map(|s| (s.start, s.end))
+            .collect()
+    }
+
+    #[test]
+    fn read_ahead_follows_forward_walks_only() {
+        let feed = remote_feed(1000);
+        assert_eq!(feed.len(), 1000);
+        let ra = ReadAhead::default();
+        // Scattered reads (a lookup) select nothing.
+        for seq in [900, 17, 512, 3, 640, 77] {
+            ra.note(&feed, seq);
+        }
+        assert!(selected(&feed).is_empty());
+        // A forward walk starts read-ahead after a few steps...
+        for seq in 100..104 {
+            ra.note(&feed, seq);
+        }
+        assert_eq!(
+            selected(&feed),
+            vec![(104, Some(104 + ReadAhead::MIN_WINDOW))]
+        );
+        // ...and tops it up, with a growing window, while it goes on.
+        for seq in 104..140 {
+            ra.note(&feed, seq);
+        }
+        let sel = selected(&feed);
+        assert!(sel.len() > 1, "{sel:?}");
+        let end = sel.iter().filter_map(|s| s.1).max().unwrap();
+        assert!(end > 140 + ReadAhead::MIN_WINDOW, "selected up to {end}");
+        assert!(end <= 1000);
+        // Blocks a listing prefetched never count as a walk.
+        let feed2 = remote_feed(1000);
+        let store = FeedStore::new(feed2.clone());
+        store.prefetch(&[10, 11, 12, 13, 14, 15, 20]);
+        assert_eq!(selected(&feed2), vec![(10, Some(16)), (20, Some(21))]);
+        for seq in 10..16 {
+            store.ahead.note(&feed2, seq);
+        }
+        assert_eq!(
+            selected(&feed2).len(),
+            2,
+            "no read-ahead from prefetched reads"
+        );
     }
 
     #[tokio::test]

@@ -160,15 +160,16 @@ impl<S: TrieStore> Iter<S> {
         let node = self.trie.get_ctx(&mut self.ctx, &probe, gopts).await?;
         let length = probe.path_len() - 1;
         let checkpoint = self.opts.checkpoint.take();
-        if let (Some(node), None) = (node, &checkpoint) {
-            self.stack.push(Entry { i: length, node });
-        }
         self.start = length;
         self.end = if self.opts.recursive {
             usize::MAX
         } else {
             length + 32
         };
+        if let (Some(node), None) = (node, &checkpoint) {
+            self.prefetch_below(&node, length);
+            self.stack.push(Entry { i: length, node });
+        }
         if let Some(cp) = checkpoint {
             let mut pos = 0;
             while pos < cp.len() {
@@ -191,9 +192,27 @@ impl<S: TrieStore> Iter<S> {
         // A pointer to a reset marker (written when a batch deletes the last key and
         // then puts another) stands for nothing. The reference crashes on it; we skip.
         if let Some(node) = self.trie.fetch(&mut self.ctx, seq).await? {
+            self.prefetch_below(&node, i);
             self.stack.push(Entry { i, node });
         }
         Ok(())
+    }
+
+    /// A node entering the stack at position `i` will have every pointer in its
+    /// buckets `i..end` visited: request them all now, so a sparse replica fetches a
+    /// listing in about as many round trips as the trie is deep, not one per node.
+    fn prefetch_below(&self, node: &Node, i: usize) {
+        let end = node.path_len().min(self.end);
+        let seqs: Vec<u64> = node
+            .trie
+            .buckets()
+            .filter(|(b, _)| *b >= i && *b < end)
+            .flat_map(|(_, slots)| slots.iter().copied())
+            .filter(|&s| s != 0)
+            .collect();
+        if seqs.len() > 1 {
+            self.trie.prefetch(&seqs);
+        }
     }
 
     /// The next node, `None` at the end.

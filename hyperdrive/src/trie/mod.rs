@@ -283,6 +283,24 @@ impl<S: TrieStore> Trie<S> {
         Ok(if node.is_reset() { None } else { Some(node) })
     }
 
+    /// Asks the store to fetch, in one go, those of `seqs` that are neither decoded in
+    /// the cache nor local (a listing about to walk every pointer of a bucket).
+    pub(crate) fn prefetch(&self, seqs: &[u64]) {
+        let mut want: Vec<u64> = {
+            let cache = self.cache();
+            seqs.iter()
+                .copied()
+                .filter(|&s| s >= 1 && !cache.contains(s))
+                .collect()
+        };
+        want.retain(|&s| !self.inner.store.has(s));
+        if want.len() > 1 {
+            want.sort_unstable();
+            want.dedup();
+            self.inner.store.prefetch(&want);
+        }
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, NodeCache> {
         // The cache holds no invariants a panic could break mid-update that matter
         // for correctness beyond a missed hit.

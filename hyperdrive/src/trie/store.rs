@@ -34,6 +34,13 @@ pub trait TrieStore: Send + Sync + 'static {
 
     /// Appends `blocks` in order as one write; returns the index of the first.
     fn append(&self, blocks: Vec<Vec<u8>>) -> impl Future<Output = Result<u64, TrieError>> + Send;
+
+    /// Hints that blocks `seqs` (ascending, none local) are about to be read one after
+    /// another, so a sparse feed can request them all in one round trip instead of one
+    /// per `get`. Local stores ignore it.
+    fn prefetch(&self, seqs: &[u64]) {
+        let _ = seqs;
+    }
 }
 
 /// An in-memory, always-writable feed for tests and scratch tries.
@@ -122,6 +129,11 @@ impl NodeCache {
         *used = tick;
         self.order.insert(tick, seq);
         Some(node.clone())
+    }
+
+    /// Whether `seq` is cached (without counting as a use).
+    pub(crate) fn contains(&self, seq: u64) -> bool {
+        self.map.contains_key(&seq)
     }
 
     pub(crate) fn insert(&mut self, seq: u64, node: Arc<Node>) {
