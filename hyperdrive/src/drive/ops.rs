@@ -1558,23 +1558,6 @@ impl FileHandle {
                 lo_byte = start + len;
             }
         }
-        // A sparse feed lacks the tree nodes `seek` walks. Fetch the block a uniform
-        // block size would put `pos` in: its proof brings the nodes on that block's path,
-        // so the seek usually succeeds without walking (and downloading) the file's
-        // earlier blocks — a read in the middle of a big file costs a few blocks.
-        if st.blocks > 1 && st.size > 0 && sought.is_err() {
-            let guess = st.offset
-                + u64::try_from(u128::from(pos) * u128::from(st.blocks) / u128::from(st.size))
-                    .unwrap_or(0)
-                    .min(st.blocks - 1);
-            if self.content.get(guess, self.timeout).await.is_ok() {
-                if let Ok((idx, off)) = self.content.lock().feed.seek(target) {
-                    if idx >= st.offset && idx < st.offset + st.blocks {
-                        return Ok((idx, off));
-                    }
-                }
-            }
-        }
         let mut acc = 0u64;
         for idx in st.offset..st.offset + st.blocks {
             let b = self
