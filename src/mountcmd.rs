@@ -33,8 +33,6 @@ const NETWORK_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const OFFLINE_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `unmount` waits for the serving process to unmount and exit.
 const STOP_WAIT: Duration = Duration::from_secs(20);
-/// The file system type our mounts show in /proc/self/mountinfo.
-const FSTYPE: &str = "fuse.hypermount";
 
 /// Files in the storage folder that belong to the mount at `mountpoint` (canonical).
 struct MountFiles {
@@ -97,12 +95,15 @@ fn mounted_here(path: &Path) -> io::Result<Option<bool>> {
         if Path::new(&mp) != path {
             continue;
         }
-        let fstype = line
-            .split(" - ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next());
+        // After the separator: file system type, then source. Ours are FUSE mounts named
+        // `hyper://KEY[+V]` (or `hypermount`).
+        let mut tail = line.split(" - ").nth(1).unwrap_or("").split(' ');
+        let fstype = tail.next().unwrap_or("");
+        let source = tail.next().unwrap_or("");
+        let ours = (fstype == "fuse" || fstype.starts_with("fuse."))
+            && (source.starts_with("hyper://") || source == "hypermount");
         // The last listed mount at a path is the one visible there.
-        found = Some(fstype == Some(FSTYPE));
+        found = Some(ours);
     }
     Ok(found)
 }
