@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use hypermount_fs::DriveBackendOptions;
 use hypermount_mount::{
     check_mountpoint, is_mount_point, is_stale, lazy_unmount, mount_drive, mount_points,
-    recover_stale, serve_until_signal, DriveMountOptions, MountConfig,
+    recover_stale, DriveMountOptions, MountConfig,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -31,6 +31,8 @@ use crate::keyarg::DriveRef;
 const NETWORK_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Without peers a missing block never comes: answer EIO/ETIMEDOUT quickly.
 const OFFLINE_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a served mount is checked for having been unmounted from outside.
+const ALIVE_POLL: Duration = Duration::from_millis(250);
 /// How long `unmount` waits for the serving process to unmount and exit.
 const STOP_WAIT: Duration = Duration::from_secs(20);
 
@@ -220,8 +222,28 @@ pub async fn mount(
         std::fs::write(&path, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", Path::new(&path).display()))?;
     }
-    let served = serve_until_signal(mounted).await;
+    // Served here rather than by `serve_until_signal`: that one registers its signal
+    // handlers only when called, and a SIGTERM arriving before then (a fast `unmount`
+    // right after the mount line) would be taken by ours above and lost, leaving the
+    // mount served forever.
+    let mut poll = tokio::time::interval(ALIVE_POLL);
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = poll.tick() => {
+                if !mounted.is_alive() {
+                    say(env, format!("{} was unmounted from outside", canonical.display()));
+                    break;
+                }
+            }
+        }
+    }
     drop((term, int));
+    // Unmounting waits for the FUSE session thread: keep it off the runtime's workers.
+    let served = tokio::task::spawn_blocking(move || mounted.unmount())
+        .await
+        .context("unmounting")?;
     let _ = std::fs::remove_file(&files.pid);
     if let Some(path) = std::env::var_os(READY_ENV) {
         let _ = std::fs::remove_file(path);
