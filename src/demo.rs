@@ -160,6 +160,7 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
     );
 
     let shown = show(&o, &mnt).await;
+    let was_mounted = matches!(shown, Ok(true));
     report(&o);
     let _ = flush(&o.live);
     o.session.close().await;
@@ -168,20 +169,21 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
     drop(store);
     shown?;
     let _ = std::fs::remove_dir(&mnt);
+    let unmounted = if was_mounted { "unmounted, " } else { "" };
     if keep {
         println!(
-            "5. done: unmounted, connections closed; storages kept in {}",
+            "5. done: {unmounted}connections closed; storages kept in {}",
             root.display()
         );
     } else {
-        println!("5. done: unmounted, connections closed, temporary folders removed");
+        println!("5. done: {unmounted}connections closed, temporary folders removed");
     }
     Ok(())
 }
 
 /// Mounts the reader's drive at `mnt` and shows it through the mount, or through the
-/// drive API if it cannot be mounted.
-async fn show(o: &Opened, mnt: &Path) -> Result<()> {
+/// drive API if it cannot be mounted. Returns whether it was mounted.
+async fn show(o: &Opened, mnt: &Path) -> Result<bool> {
     std::fs::create_dir_all(mnt).with_context(|| format!("creating {}", mnt.display()))?;
     match try_mount(o, mnt) {
         Ok(mounted) => {
@@ -194,11 +196,12 @@ async fn show(o: &Opened, mnt: &Path) -> Result<()> {
             res?;
             unmounted.context("unmounting the demo mount")?;
             println!("   unmounted {}", mnt.display());
-            Ok(())
+            Ok(true)
         }
         Err(why) => {
             println!("4. cannot mount here ({why:#}); showing the same through the drive API");
-            through_api(o).await
+            through_api(o).await?;
+            Ok(false)
         }
     }
 }

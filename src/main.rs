@@ -54,8 +54,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The README's main job: create a feed, seed it on loopback, read it sparsely from
-    /// a second storage, verify everything, clean up.
+    /// The README's main job: make a drive from a sample folder, seed it on loopback,
+    /// mount it from a second storage, `ls -l` and read through the mount, clean up.
     Demo,
     /// Create a new writable drive (optionally filled from a folder); prints its key.
     Create {
@@ -132,11 +132,12 @@ fn init_tracing(verbose: u8, quiet: bool) {
         _ => "trace",
     };
     // fuser retries the unmount our mount guard already did and logs the EINVAL as an
-    // error; hidden unless debugging.
+    // error, and logs replies to requests the kernel dropped while unmounting (ENOENT);
+    // both are harmless, so hidden unless debugging.
     let directives = if verbose >= 2 {
         level.to_string()
     } else {
-        format!("{level},fuser::mnt::fuse_pure=off")
+        format!("{level},fuser::mnt::fuse_pure=off,fuser::reply=off")
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HYPERMOUNT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
