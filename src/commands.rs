@@ -22,14 +22,14 @@ use crate::storage::{self, Registry, Role};
 use crate::sync;
 
 /// How long to wait for a peer to send a drive we do not hold.
-const FIRST_BLOCK_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const FIRST_BLOCK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a read waits for a missing block when peers can be asked.
 const NETWORK_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// With no peers a missing block never comes: fail fast.
 const OFFLINE_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// Environment variable through which `mirror --daemon` tells its child where to
 /// report that it is serving.
-const READY_ENV: &str = "HYPERMOUNT_READY_FILE";
+pub(crate) const READY_ENV: &str = "HYPERMOUNT_READY_FILE";
 
 /// Options shared by every command.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ impl Env {
         Ok(env)
     }
 
-    fn store(&self) -> Result<Corestore> {
+    pub(crate) fn store(&self) -> Result<Corestore> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create storage folder {}", self.dir.display()))?;
         Corestore::open(&self.dir)
@@ -86,7 +86,7 @@ impl Env {
         Registry::load(&self.dir)
     }
 
-    fn no_peers_hint(&self) -> &'static str {
+    pub(crate) fn no_peers_hint(&self) -> &'static str {
         "give --connect HOST:PORT of a peer serving it (or --listen HOST:PORT and let it dial in)"
     }
 }
@@ -105,18 +105,18 @@ fn holds(store: &Corestore, key: &[u8; 32]) -> Result<bool> {
 }
 
 /// An open drive and the connections that feed it.
-struct Opened {
-    store: Corestore,
+pub(crate) struct Opened {
+    pub(crate) store: Corestore,
     /// The live drive.
-    live: Drive,
+    pub(crate) live: Drive,
     /// The view asked for (live, or a checkout).
-    view: Drive,
-    session: Session,
-    online: bool,
+    pub(crate) view: Drive,
+    pub(crate) session: Session,
+    pub(crate) online: bool,
 }
 
 /// Opens the drive `r` names, from storage or (if peers can be reached) from peers.
-async fn open_drive(env: &Env, r: &DriveRef, announce: bool) -> Result<Opened> {
+pub(crate) async fn open_drive(env: &Env, r: &DriveRef, announce: bool) -> Result<Opened> {
     let store = env.store()?;
     let hexkey = r.hex();
     let held = holds(&store, &r.key)?;
@@ -218,7 +218,7 @@ async fn open_drive(env: &Env, r: &DriveRef, announce: bool) -> Result<Opened> {
 }
 
 /// Writes a drive's feeds' bitfields and tree to disk.
-fn flush(drive: &Drive) -> Result<()> {
+pub(crate) fn flush(drive: &Drive) -> Result<()> {
     for f in [drive.metadata_feed(), drive.content_feed()] {
         f.lock()
             .feed
@@ -238,7 +238,7 @@ fn not_found_hint(e: anyhow::Error, r: &DriveRef) -> anyhow::Error {
     }
 }
 
-async fn until_stopped() -> Result<()> {
+pub(crate) async fn until_stopped() -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
@@ -249,13 +249,13 @@ async fn until_stopped() -> Result<()> {
     Ok(())
 }
 
-fn say(env: &Env, msg: impl std::fmt::Display) {
+pub(crate) fn say(env: &Env, msg: impl std::fmt::Display) {
     if !env.quiet {
         eprintln!("{msg}");
     }
 }
 
-fn out_line(line: impl std::fmt::Display) -> Result<()> {
+pub(crate) fn out_line(line: impl std::fmt::Display) -> Result<()> {
     let mut o = std::io::stdout().lock();
     writeln!(o, "{line}")?;
     o.flush()?;
@@ -422,7 +422,7 @@ fn format_time(ms: u64) -> String {
     )
 }
 
-fn long_line(name: &str, st: &Stat) -> String {
+pub(crate) fn long_line(name: &str, st: &Stat) -> String {
     let mut line = format!(
         "{} {:>12} {} {}",
         mode_string(st),

@@ -1,36 +1,75 @@
-//! `hypermount demo`: everything on one machine, no network but loopback.
+//! `hypermount demo`: the whole path on one machine, no network but loopback.
 //!
-//! A writer feed is created from a small generated sample in one storage and seeded on
-//! 127.0.0.1; a reader in a second storage knows only the public key, reads three
-//! blocks sparsely (only those blocks and their proofs move), then downloads the rest,
-//! and every block is checked against what was written. Temporary storage is removed
-//! at the end unless `--storage` names a folder to keep it in.
+//! A drive is created from a small generated sample folder in one storage and seeded on
+//! 127.0.0.1; a reader in a second storage that knows only the public key mounts it
+//! over loopback, and real `ls -l` and a read through the mount show it working while
+//! only the blocks that were read move. Where FUSE cannot mount (no /dev/fuse, not
+//! root) the same listing and file are shown through the drive API. Everything is
+//! unmounted and removed at the end, on errors too (the mount and the temporary folder
+//! are guards), unless `--storage` names a folder to keep the storages in.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use hyperdrive::core::{Feed, KeyPair};
-use hyperdrive::protocol::driver::{
-    replicate, shutdown_channel, ConnectionStats, FeedSet, ReplicateOptions,
-};
-use hyperdrive::protocol::net::{connect_with_retry, Listener};
-use hyperdrive::protocol::replicate::SharedFeed;
+use hyperdrive::drive::{Drive, DriveOptions};
+use hyperdrive::protocol::driver::FeedSource;
+use hyperdrive::store::Corestore;
+use hypermount_mount::{mount_drive, DriveMountOptions, Mounted};
 
-const BLOCKS: u64 = 1000;
-const T: Duration = Duration::from_secs(20);
+use crate::commands::{flush, long_line, open_drive, Env, GlobalOpts, Opened};
+use crate::keyarg::DriveRef;
+use crate::network::{JoinOptions, Network, TcpNetwork};
+use crate::sync;
 
-/// Block `i` of the sample: a line of text, then filler up to 4 KiB.
-fn sample_block(i: u64) -> Vec<u8> {
-    let mut b = format!("block {i:04} of the hypermount demo feed\n").into_bytes();
-    b.extend((0..4096 - b.len()).map(|j| b'a' + ((i as usize + j) % 26) as u8));
-    b
+/// The text file the demo reads through the mount.
+const SHOWN_FILE: &str = "hello.txt";
+/// Size of the sample's large file: several 64 KiB content blocks, of which the demo
+/// reads none.
+const BIG_FILE: usize = 2 * 1024 * 1024;
+
+/// Writes the sample folder: a few text files, a subfolder and a 2 MiB file.
+fn make_sample(dir: &Path) -> Result<()> {
+    let w = |rel: &str, data: &[u8]| -> Result<()> {
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&p, data).with_context(|| format!("writing {}", p.display()))
+    };
+    w(
+        SHOWN_FILE,
+        b"Hello from a hyperdrive!\nThis file came over loopback, block by block, as it was read.\n",
+    )?;
+    w(
+        "README.md",
+        b"# hypermount demo\n\nA sample folder turned into a Dat2 hyperdrive.\n",
+    )?;
+    w(
+        "notes/todo.txt",
+        b"- seed the drive\n- mount it elsewhere\n- read only what is needed\n",
+    )?;
+    w("notes/ideas.txt", b"sparse replication is lazy loading\n")?;
+    // Deterministic bytes that do not repeat.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut big = Vec::with_capacity(BIG_FILE + 8);
+    while big.len() < BIG_FILE {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    big.truncate(BIG_FILE);
+    w("big.bin", &big)
 }
 
 pub async fn run(storage: Option<PathBuf>) -> Result<()> {
+    // Declared first so it is dropped (removed) last, after the mount guard.
     let tmp;
+    let keep = storage.is_some();
     let root = match storage {
         Some(dir) => dir,
         None => {
@@ -38,124 +77,214 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
             tmp.path().to_path_buf()
         }
     };
+    let sample = root.join("sample");
     let seed_dir = root.join("seeder");
     let reader_dir = root.join("reader");
-    if seed_dir.exists() || reader_dir.exists() {
-        bail!(
-            "{} already holds demo feeds; name an empty folder with --storage",
-            root.display()
-        );
+    let mnt = root.join("mnt");
+    for p in [&sample, &seed_dir, &reader_dir, &mnt] {
+        if p.exists() {
+            bail!(
+                "{} already holds a demo ({} exists); name an empty folder with --storage",
+                root.display(),
+                p.display()
+            );
+        }
     }
+    make_sample(&sample)?;
+    println!("1. a sample folder {}", sample.display());
 
-    println!("1. creating a feed in {}", seed_dir.display());
-    let started = Instant::now();
-    let mut feed = Feed::create(&seed_dir).context("creating the seeder's feed")?;
-    let blocks: Vec<Vec<u8>> = (0..BLOCKS).map(sample_block).collect();
-    for batch in blocks.chunks(50) {
-        feed.append_batch(batch).context("appending")?;
-    }
-    feed.sync().context("syncing the seeder's feed")?;
-    let key = feed.key();
-    println!(
-        "   {} blocks, {} bytes, key {} ({} ms)",
-        feed.len(),
-        feed.byte_len(),
-        hex::encode(key),
-        started.elapsed().as_millis()
-    );
-
-    let writer = SharedFeed::new(feed);
-    let listener = Listener::bind(
-        "127.0.0.1:0".parse().expect("a socket address"),
-        FeedSet::new(vec![writer.clone()]),
-        ReplicateOptions::default(),
+    // The writer: a drive in its own storage, seeded on loopback.
+    let store = Corestore::open(&seed_dir)
+        .with_context(|| format!("opening storage {}", seed_dir.display()))?;
+    let drive = Drive::named(
+        Arc::new(store.clone()),
+        "hypermount-demo",
+        DriveOptions::default(),
     )
     .await
-    .context("listening on 127.0.0.1")?;
-    println!("2. seeding on {}", listener.local_addr);
-
+    .context("creating the demo drive")?;
+    let imported = sync::import_dir(&drive, &sample).await?;
+    flush(&drive)?;
+    let key = drive.key();
     println!(
-        "3. a reader in {} dials in knowing only the key",
-        reader_dir.display()
+        "   imported into drive hyper://{} (version {}): {imported}",
+        hex::encode(key),
+        drive.version()
     );
-    let public = KeyPair::from_public(&key)?;
-    let reader = SharedFeed::new(Feed::open_with_keypair(&reader_dir, public)?);
-    let socket = connect_with_retry(listener.local_addr, T).await?;
-    let stats = Arc::new(ConnectionStats::default());
-    let (stop_tx, stop) = shutdown_channel();
-    let conn = tokio::spawn(replicate(
-        socket,
-        true,
-        FeedSet::new(vec![reader.clone()]),
-        ReplicateOptions::default(),
-        stats.clone(),
-        stop,
-    ));
+    let seeder = TcpNetwork {
+        connect: Vec::new(),
+        listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+    };
+    let source: Arc<dyn FeedSource> = Arc::new(store.clone());
+    let seeding = seeder
+        .join(
+            source,
+            drive.discovery_key(),
+            JoinOptions {
+                announce: true,
+                lookup: false,
+            },
+        )
+        .await?;
+    let Some(addr) = seeding.listening else {
+        seeding.close().await;
+        bail!("the seeder is not listening");
+    };
+    println!("2. seeding it on {addr} from {}", seed_dir.display());
 
-    for i in [7u64, 500, BLOCKS - 1] {
-        let t = Instant::now();
-        let b = reader
-            .get(i, T)
-            .await
-            .with_context(|| format!("reading block {i}"))?;
-        if b != blocks[i as usize] {
-            bail!("block {i} differs from what the seeder wrote");
+    // The reader: another storage that knows only the key and the seeder's address.
+    let reader_env = Env::new(GlobalOpts {
+        storage: Some(reader_dir.clone()),
+        bootstrap: Vec::new(),
+        connect: vec![addr],
+        listen: None,
+        no_dht: true,
+        quiet: true,
+    })?;
+    let r = DriveRef {
+        key,
+        version: None,
+        path: "/".into(),
+    };
+    let o = match open_drive(&reader_env, &r, false).await {
+        Ok(o) => o,
+        Err(e) => {
+            seeding.close().await;
+            return Err(e.context("the reader could not open the drive"));
         }
-        let line = String::from_utf8_lossy(&b[..b.iter().position(|&c| c == b'\n').unwrap_or(0)])
-            .into_owned();
-        println!(
-            "   read block {i:4} in {:5.1} ms: {line:?}",
-            t.elapsed().as_secs_f64() * 1e3
-        );
-    }
-    let held = {
-        let st = reader.lock();
-        st.feed.bitfield().count_data(0, st.feed.len())
     };
     println!(
-        "   sparse: the reader holds {held} of {} blocks; {} bytes came over the wire",
-        reader.len(),
-        stats.bytes_in.load(Ordering::Relaxed)
+        "3. a reader in {} found version {} knowing only the key",
+        reader_dir.display(),
+        o.live.version()
     );
 
-    println!("4. downloading the rest");
-    let t = Instant::now();
-    let id = reader.download(0, Some(BLOCKS));
-    if !reader.downloaded(id, T).await {
-        bail!("the download did not complete within {} s", T.as_secs());
+    let shown = show(&o, &mnt).await;
+    let was_mounted = matches!(shown, Ok(true));
+    report(&o);
+    let _ = flush(&o.live);
+    o.session.close().await;
+    seeding.close().await;
+    drop(o.store);
+    drop(store);
+    shown?;
+    let _ = std::fs::remove_dir(&mnt);
+    let unmounted = if was_mounted { "unmounted, " } else { "" };
+    if keep {
+        println!(
+            "5. done: {unmounted}connections closed; storages kept in {}",
+            root.display()
+        );
+    } else {
+        println!("5. done: {unmounted}connections closed, temporary folders removed");
     }
-    {
-        let mut st = reader.lock();
-        for (i, want) in blocks.iter().enumerate() {
-            if &st.feed.get(i as u64)? != want {
-                bail!("block {i} differs after the download");
+    Ok(())
+}
+
+/// Mounts the reader's drive at `mnt` and shows it through the mount, or through the
+/// drive API if it cannot be mounted. Returns whether it was mounted.
+async fn show(o: &Opened, mnt: &Path) -> Result<bool> {
+    std::fs::create_dir_all(mnt).with_context(|| format!("creating {}", mnt.display()))?;
+    match try_mount(o, mnt) {
+        Ok(mounted) => {
+            println!("4. mounted at {} (read-only: not our drive)", mnt.display());
+            let res = through_mount(mnt).await;
+            // Unmounting waits for the FUSE thread: off the runtime's workers.
+            let unmounted = tokio::task::spawn_blocking(move || mounted.unmount())
+                .await
+                .context("unmounting")?;
+            res?;
+            unmounted.context("unmounting the demo mount")?;
+            println!("   unmounted {}", mnt.display());
+            Ok(true)
+        }
+        Err(why) => {
+            println!("4. cannot mount here ({why:#}); showing the same through the drive API");
+            through_api(o).await?;
+            Ok(false)
+        }
+    }
+}
+
+fn try_mount(o: &Opened, mnt: &Path) -> Result<Mounted> {
+    if !Path::new("/dev/fuse").exists() {
+        bail!("/dev/fuse is not available");
+    }
+    let handle = tokio::runtime::Handle::current();
+    let drive = o.live.clone();
+    tokio::task::block_in_place(|| mount_drive(drive, mnt, &DriveMountOptions::default(), &handle))
+        .context("mounting needs root (or CAP_SYS_ADMIN) and FUSE")
+}
+
+async fn through_mount(mnt: &Path) -> Result<()> {
+    for dir in [mnt.to_path_buf(), mnt.join("notes")] {
+        println!("   $ ls -l {}", dir.display());
+        let out = tokio::process::Command::new("ls")
+            .arg("-l")
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .context("running ls")?;
+        if !out.status.success() {
+            bail!(
+                "ls -l {} failed: {}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        print!("{}", indent(&String::from_utf8_lossy(&out.stdout)));
+    }
+    let file = mnt.join(SHOWN_FILE);
+    println!("   $ cat {}", file.display());
+    let text = tokio::fs::read_to_string(&file)
+        .await
+        .with_context(|| format!("reading {} through the mount", file.display()))?;
+    print!("{}", indent(&text));
+    Ok(())
+}
+
+async fn through_api(o: &Opened) -> Result<()> {
+    for dir in ["/", "/notes"] {
+        println!("   listing {dir}:");
+        let entries = o
+            .live
+            .readdir(dir, true)
+            .await
+            .with_context(|| format!("listing {dir}"))?;
+        for e in entries {
+            match &e.stat {
+                Some(st) => println!("   {}", long_line(&e.name, st)),
+                None => println!("   {}", e.name),
             }
         }
-        st.feed.sync()?;
     }
-    println!(
-        "   all {BLOCKS} blocks verified (hashes up to a signed root) in {} ms; {} bytes in",
-        t.elapsed().as_millis(),
-        stats.bytes_in.load(Ordering::Relaxed)
-    );
-
-    let _ = stop_tx.send(true);
-    let _ = conn.await;
-    listener.close();
-    drop(reader);
-
-    println!("5. reopening the reader's storage from disk");
-    let mut reopened = Feed::open(&reader_dir).context("reopening the reader's feed")?;
-    for (i, want) in blocks.iter().enumerate() {
-        if &reopened.get(i as u64)? != want {
-            bail!("block {i} differs after reopening");
-        }
-    }
-    println!(
-        "   {} blocks, {} bytes, writable: {}; done.",
-        reopened.len(),
-        reopened.byte_len(),
-        reopened.writable()
-    );
+    println!("   /{SHOWN_FILE}:");
+    let h = o.live.open_file(&format!("/{SHOWN_FILE}")).await?;
+    let data = h.read(0, h.stat.size).await?;
+    print!("{}", indent(&String::from_utf8_lossy(&data)));
     Ok(())
+}
+
+/// What came over the wire: only the blocks that were read.
+fn report(o: &Opened) {
+    let content = o.live.content_feed();
+    let (held, total) = {
+        let st = content.lock();
+        let len = st.feed.len();
+        (st.feed.bitfield().count_data(0, len), len)
+    };
+    println!(
+        "   fetched: the reader holds {held} of {total} content blocks; {} bytes received{}",
+        o.session.stats.bytes_in.load(Ordering::Relaxed),
+        if held < total {
+            " (blocks nobody read stayed with the seeder)"
+        } else {
+            ""
+        }
+    );
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("   {l}\n")).collect()
 }

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod demo;
 mod keyarg;
+mod mountcmd;
 mod network;
 mod progress;
 mod storage;
@@ -53,8 +54,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The README's main job: create a feed, seed it on loopback, read it sparsely from
-    /// a second storage, verify everything, clean up.
+    /// The README's main job: make a drive from a sample folder, seed it on loopback,
+    /// mount it from a second storage, `ls -l` and read through the mount, clean up.
     Demo,
     /// Create a new writable drive (optionally filled from a folder); prints its key.
     Create {
@@ -93,6 +94,33 @@ enum Command {
     Cat { key: String },
     /// Versions of a drive and what changed in each.
     Log { key: String },
+    /// Mount a drive (KEY) or one of its versions (KEY+V, read-only) at a folder.
+    ///
+    /// Own drives mount read-write; drives of others are fetched from peers
+    /// (--connect/--listen) as they are read. Serves until SIGINT/SIGTERM or `unmount`.
+    Mount {
+        key: String,
+        mountpoint: PathBuf,
+        /// Refuse writes even to an own drive.
+        #[arg(long)]
+        read_only: bool,
+        /// Return once the mount is up and serve it in the background.
+        #[arg(long)]
+        daemon: bool,
+    },
+    /// Unmount a drive (stops the process serving it) or clear a stale mount.
+    Unmount { mountpoint: PathBuf },
+    /// The Hyperswarm DHT.
+    Dht {
+        #[command(subcommand)]
+        command: DhtCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DhtCommand {
+    /// Run a bootstrap node on --listen HOST:PORT; prints `ready <port>`.
+    Bootstrap,
 }
 
 fn init_tracing(verbose: u8, quiet: bool) {
@@ -103,8 +131,16 @@ fn init_tracing(verbose: u8, quiet: bool) {
         (false, 2) => "debug",
         _ => "trace",
     };
+    // fuser retries the unmount our mount guard already did and logs the EINVAL as an
+    // error, and logs replies to requests the kernel dropped while unmounting (ENOENT);
+    // both are harmless, so hidden unless debugging.
+    let directives = if verbose >= 2 {
+        level.to_string()
+    } else {
+        format!("{level},fuser::mnt::fuse_pure=off,fuser::reply=off")
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HYPERMOUNT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -125,8 +161,12 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        if let Command::Demo = cli.command {
-            return demo::run(cli.storage).await;
+        match cli.command {
+            Command::Demo => return demo::run(cli.storage).await,
+            Command::Dht {
+                command: DhtCommand::Bootstrap,
+            } => return mountcmd::dht_bootstrap(cli.listen).await,
+            _ => {}
         }
         let env = commands::Env::new(commands::GlobalOpts {
             storage: cli.storage,
@@ -137,7 +177,7 @@ fn main() -> ExitCode {
             quiet: cli.quiet,
         })?;
         match cli.command {
-            Command::Demo => Ok(()),
+            Command::Demo | Command::Dht { .. } => Ok(()),
             Command::Create { import } => commands::create(&env, import).await,
             Command::Import { key, src } => commands::import(&env, key.parse()?, src).await,
             Command::Export { key, dest } => commands::export(&env, key.parse()?, dest).await,
@@ -153,6 +193,13 @@ fn main() -> ExitCode {
             Command::Ls { key, long } => commands::ls(&env, key.parse()?, long).await,
             Command::Cat { key } => commands::cat(&env, key.parse()?).await,
             Command::Log { key } => commands::log(&env, key.parse()?).await,
+            Command::Mount {
+                key,
+                mountpoint,
+                read_only,
+                daemon,
+            } => mountcmd::mount(&env, key.parse()?, mountpoint, read_only, daemon).await,
+            Command::Unmount { mountpoint } => mountcmd::unmount(&env, mountpoint).await,
         }
     });
     // Connections and waits may still hold runtime tasks; do not wait for them.
