@@ -222,10 +222,9 @@ pub async fn mount(
         std::fs::write(&path, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", Path::new(&path).display()))?;
     }
-    // Served here rather than by `serve_until_signal`: that one registers its signal
-    // handlers only when called, and a SIGTERM arriving before then (a fast `unmount`
-    // right after the mount line) would be taken by ours above and lost, leaving the
-    // mount served forever.
+    // Served here with the handlers registered before the mount (as
+    // `hypermount_mount::StopSignals` does), so a fast `unmount` right after the mount
+    // line is never lost.
     let mut poll = tokio::time::interval(ALIVE_POLL);
     loop {
         tokio::select! {

@@ -625,10 +625,16 @@ fn child_holds_a_mount() {
         .expect("drive");
     rt.block_on(drive.write_file("/child.txt", b"from the child\n", WriteOptions::default()))
         .expect("write");
+    // Signals are caught before the mount exists, so a SIGTERM right after MOUNTED
+    // still unmounts cleanly.
+    let signals = {
+        let _in_runtime = rt.enter();
+        hypermount_mount::StopSignals::register().expect("signal handlers")
+    };
     let mounted = mount_drive(drive, &mnt, &mount_opts(false, None), rt.handle()).expect("mount");
     println!("MOUNTED");
     if std::env::var(CHILD_MODE_ENV).as_deref() == Ok("serve") {
-        rt.block_on(hypermount_mount::serve_until_signal(mounted))
+        rt.block_on(hypermount_mount::serve_until_signal(mounted, signals))
             .expect("clean unmount");
         println!("UNMOUNTED");
     } else {

@@ -84,15 +84,33 @@ fn sync_feeds(feeds: &[Arc<SharedFeed>]) {
 /// How often [`serve_until_signal`] checks that the session still runs.
 const ALIVE_POLL: Duration = Duration::from_millis(250);
 
-/// Serves `mounted` until SIGINT or SIGTERM (or until it is unmounted from outside),
-/// then unmounts it (lazily if busy) and runs its unmount hooks (feed sync). Returns
-/// the unmount result.
-pub async fn serve_until_signal(mounted: Mounted) -> Result<(), MountError> {
-    use tokio::signal::unix::{signal, SignalKind};
+/// SIGINT and SIGTERM, caught from the moment this is created.
+///
+/// Register them before mounting: a signal that arrives between the mount and the
+/// registration would otherwise take the default action and kill the process with the
+/// mount still in place (a stale mount).
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Catch SIGINT and SIGTERM from now on. Must run inside a tokio runtime.
+    pub fn register() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+/// Serves `mounted` until SIGINT or SIGTERM (caught by `signals`, registered before the
+/// mount) or until it is unmounted from outside, then unmounts it (lazily if busy) and
+/// runs its unmount hooks (feed sync). Returns the unmount result.
+pub async fn serve_until_signal(mounted: Mounted, signals: StopSignals) -> Result<(), MountError> {
     let path = mounted.mountpoint().to_path_buf();
-    let io = |e| crate::io_err(&path, e);
-    let mut term = signal(SignalKind::terminate()).map_err(io)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    let StopSignals { mut term, mut int } = signals;
     let mut poll = tokio::time::interval(ALIVE_POLL);
     loop {
         tokio::select! {

@@ -131,7 +131,7 @@ pub fn mount<B: Backend>(
 }
 
 mod drive;
-pub use drive::{mount_drive, serve_until_signal, DriveMountOptions};
+pub use drive::{mount_drive, serve_until_signal, DriveMountOptions, StopSignals};
 
 /// Pause that lets a burst of new versions (a replicated batch) coalesce into one round
 /// of invalidations.
