@@ -42,5 +42,23 @@ export HYPERMOUNT_REFERENCE=$REF
 export NODE_PATH=$REF/node_modules${NODE_PATH:+:$NODE_PATH}
 echo "reference: $HYPERMOUNT_REFERENCE" >&2
 
+# Safety net: tests unmount what they mount (Drop guards), but a test killed mid-way
+# could leave one. Report any FUSE mount left under a temp dir and detach it lazily,
+# so a machine is never left with a dead mount.
+leftover_mounts() {
+  awk '$3 ~ /^fuse/ && $2 ~ /^\/tmp\// {print $2}' /proc/mounts 2>/dev/null
+}
+before=$(leftover_mounts)
+cleanup_mounts() {
+  local m
+  for m in $(leftover_mounts); do
+    if ! grep -qxF "$m" <<<"$before"; then
+      echo "warning: a test left a FUSE mount at $m; detaching it" >&2
+      umount -l "$m" 2>/dev/null || true
+    fi
+  done
+}
+trap cleanup_mounts EXIT
+
 step "cargo test --workspace $*"
 cargo test --workspace "$@"
