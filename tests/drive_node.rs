@@ -479,3 +479,80 @@ async fn reference_reads_a_drive_rust_serves_over_tcp() {
     assert_same(&ours, &node["expect"]);
     listener.close();
 }
+
+/// The `hypertrie` extension over TCP: the reference sparse-reads a directory and a
+/// file of a 2,000-file drive Rust serves; its hypertrie asks with extension requests,
+/// Rust answers with `cache` lists, and every answer is right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_sparse_reads_use_the_hypertrie_extension() {
+    use hyperdrive::protocol::driver::{FeedSource, ReplicateOptions};
+    use hyperdrive::protocol::net::Listener;
+    use hyperdrive::trie::extension::EXTENSION_NAME;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Corestore::with_master_key(tmp.path().join("rust"), MASTER);
+    let d = Drive::named(Arc::new(store.clone()), "default", DriveOptions::default())
+        .await
+        .unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..2000)
+        .map(|i| {
+            (
+                format!("/d{:02}/f{i:04}.txt", i % 50),
+                format!("file number {i}\n").into_bytes(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    d.write_files(&refs, times()).await.unwrap();
+    let mut expect_entries: Vec<String> = (0..2000)
+        .filter(|i| i % 50 == 17)
+        .map(|i| format!("f{i:04}.txt"))
+        .collect();
+    expect_entries.sort();
+    let listed: Vec<String> = d
+        .readdir("/d17", false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(listed.len(), expect_entries.len());
+    assert_eq!(d.metadata_feed().extension_counts(EXTENSION_NAME), (0, 0));
+
+    let src: Arc<dyn FeedSource> = Arc::new(store.clone());
+    let listener = Listener::bind(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        src,
+        ReplicateOptions::default(),
+    )
+    .await
+    .unwrap();
+    let args = vec![
+        hex::encode(d.key()),
+        listener.local_addr.port().to_string(),
+        d.version().to_string(),
+        "/d17".to_string(),
+        "/d23/f1273.txt".to_string(),
+    ];
+    let node = tokio::task::spawn_blocking(move || {
+        run_node_json(&js_script("drive-ext.js"), &args, DEFAULT_TIMEOUT)
+    })
+    .await
+    .unwrap();
+    let entries: Vec<String> = node["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(entries, expect_entries);
+    assert_eq!(node["content"].as_str().unwrap(), "file number 1273\n");
+    let (received, sent) = d.metadata_feed().extension_counts(EXTENSION_NAME);
+    eprintln!("hypertrie extension: {received} requests received, {sent} cache replies sent; node: {node}");
+    assert!(received > 0, "the reference sent no hypertrie requests");
+    assert!(sent > 0, "no cache replies were sent");
+    listener.close();
+}

@@ -279,6 +279,8 @@ impl Drive {
                 })?;
             (trie, ctx.provider.feed_by_key(&ck)?)
         };
+        // One-round-trip sparse reads for peers (and from them), as the reference.
+        crate::trie::extension::TrieExtension::register(&trie);
         let drive = Drive {
             ctx: ctx.clone(),
             trie,

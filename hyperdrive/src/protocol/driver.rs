@@ -23,9 +23,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::handshake::StaticKeypair;
-use super::messages::{Have, Message};
+use super::messages::{Extension, Have, Message, Options};
+use super::replicate::extension::EXTENSION_QUEUE;
 use super::replicate::peer::WANT_REGION;
-use super::replicate::{PeerFeed, PeerStats, ReplicateError, SharedFeed};
+use super::replicate::{
+    ExtensionReply, OutgoingExtension, PeerFeed, PeerStats, ReplicateError, SharedFeed,
+};
 use super::stream::{ChannelId, Event, Protocol, ProtocolOptions};
 use super::ProtocolError;
 use crate::protocol::rle;
@@ -243,6 +246,8 @@ where
     let mut outbox = Outbox::default();
 
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+    // Extension handlers' replies, bounded: handlers drop or wait when it is full.
+    let (ext_tx, mut ext_rx) = mpsc::channel::<OutgoingExtension>(EXTENSION_QUEUE);
     let mut new_feeds = source.subscribe();
     let mut replicas: HashMap<ChannelId, Replica> = HashMap::new();
     let mut pending: HashMap<[u8; 32], Arc<SharedFeed>> = HashMap::new();
@@ -295,7 +300,7 @@ where
                 if let Err(e) = proto.receive(&mut buf[..n], now) {
                     break Err(e.into());
                 }
-                if let Err(e) = handle_events(&mut proto, &mut replicas, &mut pending, &source, &wake_tx, &opts, &stats, now) {
+                if let Err(e) = handle_events(&mut proto, &mut replicas, &mut pending, &source, &wake_tx, &ext_tx, &opts, &stats, now) {
                     break Err(e);
                 }
             }
@@ -304,6 +309,9 @@ where
                 if let Err(e) = serve_wake(&mut proto, &mut replicas, &stats, now) {
                     break Err(e);
                 }
+            }
+            Some(o) = ext_rx.recv() => {
+                send_extension(&mut proto, &replicas, o, Instant::now());
             }
             f = new_feeds.recv() => {
                 if let Ok(f) = f {
@@ -406,6 +414,7 @@ fn handle_events(
     pending: &mut HashMap<[u8; 32], Arc<SharedFeed>>,
     source: &Arc<dyn FeedSource>,
     wake_tx: &mpsc::Sender<()>,
+    ext_tx: &mpsc::Sender<OutgoingExtension>,
     opts: &ReplicateOptions,
     stats: &ConnectionStats,
     now: Instant,
@@ -422,6 +431,10 @@ fn handle_events(
             Event::Opened { channel, .. } => {
                 if let Some(r) = replicas.get_mut(&channel) {
                     let mut out = Vec::new();
+                    if !r.peer.remote_opened() {
+                        // Options come first, as the reference's `onopen` sends them.
+                        out.extend(options_if_changed(r));
+                    }
                     {
                         let mut st = r.shared.lock();
                         let st = &mut *st;
@@ -457,6 +470,15 @@ fn handle_events(
                 for m in out {
                     proto.send(channel, m, now);
                 }
+                for (id, payload) in &fx.extensions {
+                    let routed = r.shared.extensions().route(r.peer.remote_extensions(), *id);
+                    if let Some((name, handler)) = routed {
+                        handler.on_message(
+                            payload,
+                            ExtensionReply::new(ext_tx.clone(), channel, name),
+                        );
+                    }
+                }
                 if !fx.stored.is_empty() || fx.new_length.is_some() {
                     r.shared.notify_data();
                 }
@@ -479,6 +501,54 @@ fn handle_events(
         }
     }
     Ok(())
+}
+
+/// `Options` announcing our extension list, if it changed since we last told this
+/// peer. Nothing is sent while no extension is registered (as the reference, which
+/// sends Options only for extensions or acks), keeping those streams byte-identical.
+fn options_if_changed(r: &mut Replica) -> Option<Message> {
+    let ext = r.shared.extensions();
+    if ext.is_empty() || ext.version() == r.peer.options_version {
+        return None;
+    }
+    r.peer.options_version = ext.version();
+    Some(Message::Options(Options {
+        extensions: ext.names(),
+        ack: Some(false),
+    }))
+}
+
+/// Send a handler's extension message on its channel, with our id for its name.
+fn send_extension(
+    proto: &mut Protocol,
+    replicas: &HashMap<ChannelId, Replica>,
+    o: OutgoingExtension,
+    now: Instant,
+) {
+    let Some(r) = replicas.get(&o.channel) else {
+        return;
+    };
+    if !r.peer.remote_opened() {
+        return;
+    }
+    let id = {
+        let ext = r.shared.extensions();
+        let id = ext.id_of(&o.name);
+        if id.is_some() {
+            ext.note_sent(&o.name);
+        }
+        id
+    };
+    if let Some(id) = id {
+        proto.send(
+            o.channel,
+            Message::Extension(Extension {
+                id,
+                payload: o.payload,
+            }),
+            now,
+        );
+    }
 }
 
 fn count_blocks(r: &mut Replica, stats: &ConnectionStats) {
@@ -506,6 +576,7 @@ fn serve_wake(
             continue;
         }
         let mut out = Vec::new();
+        out.extend(options_if_changed(r));
         {
             let mut st = r.shared.lock();
             let st = &mut *st;

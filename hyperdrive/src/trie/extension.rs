@@ -8,11 +8,15 @@
 //! ignoring requests and never sending any interoperates with Node peers. Sending the
 //! messages over a channel is the replication layer's job.
 
+use super::feed_store::FeedStore;
 use super::wire::{
     expect_bytes, expect_string, expect_varint, get_varint, put_bytes_field, put_tag, put_varint,
     put_varint_field, Field, Fields, WIRE_LEN,
 };
 use super::{Ctx, DecodeError, GetOptions, ListOptions, Trie, TrieStore};
+use crate::protocol::replicate::{ExtensionHandler, ExtensionReply};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// The extension's name on the feed.
 pub const EXTENSION_NAME: &str = "hypertrie";
@@ -340,5 +344,137 @@ impl<S: TrieStore> Trie<S> {
             }
         }
         batch.finish()
+    }
+}
+
+/// The `hypertrie` extension on a trie's feed: answers `get`/`iterator` requests
+/// from local blocks and downloads what `cache` answers list.
+///
+/// Holds the trie weakly: the feed owns its handlers, and the trie owns the feed.
+pub struct TrieExtension {
+    trie: std::sync::Weak<super::Inner<FeedStore>>,
+    /// Requests being answered now (at most [`MAX_ACTIVE`]; more are dropped).
+    active: Arc<AtomicUsize>,
+}
+
+/// Decrements the active count when an answer task ends, however it ends.
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl TrieExtension {
+    /// Register the extension on `trie`'s feed (replacing an earlier registration).
+    pub fn register(trie: &Trie<FeedStore>) {
+        let handler = Arc::new(TrieExtension {
+            trie: Arc::downgrade(&trie.inner),
+            active: Arc::default(),
+        });
+        trie.store()
+            .feed()
+            .register_extension(EXTENSION_NAME, handler);
+    }
+}
+
+impl ExtensionHandler for TrieExtension {
+    fn on_message(&self, payload: &[u8], reply: ExtensionReply) {
+        // Malformed messages are ignored, as the reference does.
+        let Ok(msg) = ExtensionMessage::decode(payload) else {
+            return;
+        };
+        let Some(inner) = self.trie.upgrade() else {
+            return;
+        };
+        let trie = Trie {
+            inner,
+            checkout: None,
+        };
+        if let Some(cache) = &msg.cache {
+            let mut blocks = cache.bounded_blocks().to_vec();
+            blocks.sort_unstable();
+            blocks.dedup();
+            // Ordinary (sparse) selections; a writer's prefetch does nothing.
+            trie.store().prefetch(&blocks);
+        }
+        let wants_answer = msg.get.as_ref().is_some_and(|g| g.key.is_some())
+            || msg
+                .iterator
+                .as_ref()
+                .is_some_and(|i| i.key.is_some() || i.checkpoint.is_some());
+        if !wants_answer {
+            return;
+        }
+        if self.active.fetch_add(1, Ordering::AcqRel) >= MAX_ACTIVE {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let guard = ActiveGuard(self.active.clone());
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let _guard = guard;
+            for m in trie.answer_extension(&msg).await {
+                if !reply.send(m.encode()).await {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod handler_tests {
+    use super::*;
+    use crate::core::{Feed, KeyPair};
+    use crate::protocol::replicate::SharedFeed;
+    use crate::trie::TrieOptions;
+    use tokio::sync::mpsc;
+
+    #[tokio::test]
+    async fn registered_handler_answers_gets_to_the_asking_peer() {
+        let feed = SharedFeed::new(Feed::in_memory(KeyPair::generate()));
+        let trie = Trie::open(FeedStore::new(feed.clone()), TrieOptions::default())
+            .await
+            .unwrap();
+        for i in 0..50 {
+            trie.put(&format!("dir/file{i}"), b"x").await.unwrap();
+        }
+        TrieExtension::register(&trie);
+        let names = feed.extensions().names();
+        assert_eq!(names, vec![EXTENSION_NAME.to_string()]);
+
+        let (tx, mut rx) = mpsc::channel(8);
+        let ask = |payload: Vec<u8>| {
+            let (name, handler) = feed.extensions().route(&names, 0).expect("routed");
+            handler.on_message(&payload, ExtensionReply::new(tx.clone(), 7, name));
+        };
+        // Malformed and answer-less messages are ignored.
+        ask(vec![0x1a, 0xff]);
+        ask(ExtensionMessage::get(0, "").encode());
+        let head = feed.len() - 1;
+        ask(ExtensionMessage::get(head, "dir/file7").encode());
+        let out = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((out.channel, &*out.name), (7, EXTENSION_NAME));
+        let cache = ExtensionMessage::decode(&out.payload)
+            .unwrap()
+            .cache
+            .unwrap();
+        let expected = trie
+            .answer_extension(&ExtensionMessage::get(head, "dir/file7"))
+            .await;
+        assert_eq!(expected.len(), 1);
+        assert_eq!(Some(cache.clone()), expected[0].cache);
+        let node = trie.get("dir/file7").await.unwrap().unwrap();
+        assert!(cache.blocks.contains(&node.seq), "{cache:?}");
+        assert!(cache.blocks.contains(&head));
+        assert!(rx.try_recv().is_err(), "one answer only");
+        assert_eq!(feed.extension_counts(EXTENSION_NAME).0, 3);
     }
 }

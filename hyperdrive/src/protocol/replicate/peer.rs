@@ -53,6 +53,9 @@ pub struct Effects {
     pub remote_updated: bool,
     /// The peer closed the channel.
     pub closed: bool,
+    /// Extension messages received: (id in the remote's list, payload). Map them
+    /// with [`PeerFeed::remote_extensions`].
+    pub extensions: Vec<(u64, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +87,10 @@ pub struct PeerFeed {
     remote_uploading: bool,
     remote_downloading: bool,
     remote_ack: bool,
+    /// Extension names the remote last announced (its ids index this list).
+    remote_extensions: Vec<String>,
+    /// Version of our extension list last announced in `Options` (0 = none sent).
+    pub options_version: u64,
     uploading: bool,
     downloading: bool,
     /// Want regions already sent.
@@ -108,6 +115,8 @@ impl PeerFeed {
             remote_uploading: true,
             remote_downloading: true,
             remote_ack: false,
+            remote_extensions: Vec::new(),
+            options_version: 0,
             uploading: true,
             downloading: !feed.writable(),
             wants_sent: Default::default(),
@@ -127,6 +136,11 @@ impl PeerFeed {
     /// The remote asked to hear about our blocks (it sent a Want) and opened.
     pub fn wants_announcements(&self) -> bool {
         self.remote_want && self.remote_opened
+    }
+
+    /// Extension names the remote last announced, in its order.
+    pub fn remote_extensions(&self) -> &[String] {
+        &self.remote_extensions
     }
 
     pub fn inflight(&self) -> usize {
@@ -164,7 +178,12 @@ impl PeerFeed {
     ) -> Result<Effects, ReplicateError> {
         let mut fx = Effects::default();
         match msg {
-            Message::Options(o) => self.remote_ack = o.ack.unwrap_or(false),
+            Message::Options(mut o) => {
+                self.remote_ack = o.ack.unwrap_or(false);
+                o.extensions
+                    .truncate(super::extension::MAX_REMOTE_EXTENSIONS);
+                self.remote_extensions = o.extensions;
+            }
             Message::Status(s) => self.on_status(s, wants),
             Message::Have(h) => {
                 fx.remote_updated = self.on_have(h, feed)?;
@@ -188,7 +207,7 @@ impl PeerFeed {
             }
             // Unwant and Cancel are ignored by the reference too; Open is the stream's.
             Message::Unwant(_) | Message::Cancel(_) | Message::Open(_) => {}
-            Message::Extension(_) => {}
+            Message::Extension(e) => fx.extensions.push((e.id, e.payload)),
         }
         if !fx.closed {
             self.update(feed, wants, now, out);

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::core::{CoreError, Feed};
 
+use super::extension::{ExtensionHandler, Extensions};
 use super::wants::Wants;
 
 /// How many "new blocks" records are kept for connections to announce. A connection
@@ -93,6 +94,8 @@ pub struct SharedFeed {
     data: Notify,
     /// Connection tasks to wake when something is wanted or new.
     subscribers: Mutex<Vec<mpsc::Sender<()>>>,
+    /// Feed-level extensions announced on every channel of this feed.
+    extensions: Mutex<Extensions>,
 }
 
 impl SharedFeed {
@@ -108,6 +111,7 @@ impl SharedFeed {
             }),
             data: Notify::new(),
             subscribers: Mutex::new(Vec::new()),
+            extensions: Mutex::new(Extensions::default()),
         })
     }
 
@@ -139,6 +143,23 @@ impl SharedFeed {
 
     pub fn has(&self, index: u64) -> bool {
         self.lock().feed.has(index)
+    }
+
+    /// Register a feed-level extension handler under `name` (replacing one of the
+    /// same name). Connections announce the new list in `Options`.
+    pub fn register_extension(&self, name: &str, handler: Arc<dyn ExtensionHandler>) {
+        self.extensions().register(name, handler);
+        self.wake_peers();
+    }
+
+    /// The feed's extensions (lock held briefly; never across an `.await`).
+    pub fn extensions(&self) -> MutexGuard<'_, Extensions> {
+        self.extensions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Messages received and sent under extension `name` so far.
+    pub fn extension_counts(&self, name: &str) -> (u64, u64) {
+        self.extensions().counts(name)
     }
 
     /// Register a connection task's wake-up channel.
