@@ -17,3 +17,4 @@ pub mod protocol;
 pub mod store;
 pub mod swarm;
 pub mod trie;
+pub mod varint;

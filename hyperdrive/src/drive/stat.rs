@@ -256,12 +256,8 @@ fn decode_entry(buf: &[u8]) -> Result<Entry, DecodeError> {
     Ok((k, v))
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    crate::varint::encode(v, out);
 }
 
 fn varint_field(out: &mut Vec<u8>, n: u64, v: u64) {
@@ -300,19 +296,13 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for shift in (0..70).step_by(7) {
-            let b = *self.buf.get(self.pos).ok_or(DecodeError::Truncated)?;
-            self.pos += 1;
-            if shift == 63 && b > 1 {
-                return Err(DecodeError::VarintOverflow);
-            }
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(DecodeError::VarintOverflow)
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let (v, n) = crate::varint::decode(rest).map_err(|e| match e {
+            crate::varint::VarintError::Truncated => DecodeError::Truncated,
+            crate::varint::VarintError::Overflow => DecodeError::VarintOverflow,
+        })?;
+        self.pos += n;
+        Ok(v)
     }
 
     fn take(&mut self, n: u64) -> Result<&'a [u8], DecodeError> {

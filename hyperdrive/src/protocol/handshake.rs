@@ -435,12 +435,8 @@ fn parse_length(buf: &[u8]) -> Result<Option<(usize, usize)>, ProtocolError> {
     Ok(None)
 }
 
-fn write_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
+fn write_varint(out: &mut Vec<u8>, value: u64) {
+    crate::varint::encode(value, out);
 }
 
 /// `NoisePayload { nonce }` as protobuf: field 1, wire type 2, length 24.
@@ -502,20 +498,10 @@ fn decode_payload(buf: &[u8]) -> Result<[u8; NONCE_LEN], String> {
 }
 
 fn read_u64_varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
-    let mut value: u64 = 0;
-    for i in 0..10 {
-        let byte = *buf.get(*pos).ok_or("truncated varint")?;
-        *pos += 1;
-        let bits = u64::from(byte & 0x7f);
-        if i == 9 && bits > 1 {
-            return Err("varint overflows 64 bits".into());
-        }
-        value |= bits << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err("varint longer than 10 bytes".into())
+    let rest = buf.get(*pos..).unwrap_or_default();
+    let (value, n) = crate::varint::decode(rest).map_err(|e| e.to_string())?;
+    *pos += n;
+    Ok(value)
 }
 
 /// Shared loaders for `core.json` (path from `HYPERMOUNT_VECTORS`, default

@@ -12,8 +12,8 @@ pub mod net;
 pub mod replicate;
 pub mod rle;
 pub mod stream;
-pub mod varint;
 
+pub use crate::varint;
 pub use messages::Message;
 
 /// Why a stream was refused or torn down. Every variant is a disconnect reason.

@@ -349,12 +349,8 @@ pub fn decode_local_peers(prefix: [u8; 2], buf: &[u8]) -> Option<Vec<SocketAddrV
         .collect()
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    crate::varint::encode(v, out);
 }
 
 fn put_varint_field(out: &mut Vec<u8>, field: u64, v: u64) {
@@ -382,22 +378,13 @@ impl<'a> Reader<'a> {
 
     fn varint(&mut self) -> Result<u64, WireError> {
         let start = self.pos;
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let b = *self
-                .buf
-                .get(self.pos)
-                .ok_or(WireError::Truncated(self.pos))?;
-            self.pos += 1;
-            if i == 9 && b > 1 {
-                return Err(WireError::BadVarint(start));
-            }
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(WireError::BadVarint(start))
+        let rest = self.buf.get(start..).unwrap_or_default();
+        let (v, n) = crate::varint::decode(rest).map_err(|e| match e {
+            crate::varint::VarintError::Truncated => WireError::Truncated(self.buf.len()),
+            crate::varint::VarintError::Overflow => WireError::BadVarint(start),
+        })?;
+        self.pos += n;
+        Ok(v)
     }
 
     fn key(&mut self) -> Result<(u64, u8), WireError> {

@@ -11,30 +11,20 @@ pub(crate) const WIRE_LEN: u8 = 2;
 pub(crate) const WIRE_I32: u8 = 5;
 
 /// Appends `value` as an unsigned LEB128 varint.
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
+pub(crate) fn put_varint(out: &mut Vec<u8>, value: u64) {
+    crate::varint::encode(value, out);
 }
 
 /// Reads one unsigned LEB128 varint at `*pos`, advancing it. At most 10 bytes; the
 /// tenth may only carry the top bit of a u64.
 pub(crate) fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
-    let mut value: u64 = 0;
-    for n in 0..10 {
-        let byte = *buf.get(*pos).ok_or(DecodeError::Truncated)?;
-        *pos += 1;
-        if n == 9 && byte > 1 {
-            return Err(DecodeError::VarintOverflow);
-        }
-        value |= u64::from(byte & 0x7f) << (7 * n);
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(DecodeError::VarintOverflow)
+    let rest = buf.get(*pos..).unwrap_or_default();
+    let (value, n) = crate::varint::decode(rest).map_err(|e| match e {
+        crate::varint::VarintError::Truncated => DecodeError::Truncated,
+        crate::varint::VarintError::Overflow => DecodeError::VarintOverflow,
+    })?;
+    *pos += n;
+    Ok(value)
 }
 
 pub(crate) fn put_tag(out: &mut Vec<u8>, field: u32, wire: u8) {

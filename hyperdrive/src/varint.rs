@@ -1,5 +1,6 @@
-//! Unsigned LEB128 varints as used by every hypercore-protocol layer (frame
-//! lengths, frame headers, extension ids, bitfield-rle tokens).
+//! Unsigned LEB128 varints, the one implementation for every layer: protocol frames,
+//! headers, extension ids and bitfield-rle tokens, and the hand-written protobuf of
+//! the trie, Stat and DHT messages.
 //!
 //! Decoding is strict about size: at most 10 bytes and no bits beyond 64, so a
 //! remote cannot make us loop or silently wrap. Encoding always writes the
