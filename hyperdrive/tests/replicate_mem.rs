@@ -332,3 +332,80 @@ async fn a_stalled_peer_is_dropped_and_another_serves() {
     let err = ended.unwrap().unwrap_err();
     assert!(err.to_string().contains("timed out"), "{err}");
 }
+
+/// The handshake gate sees both static keys, and nothing is opened before it answers.
+#[tokio::test]
+async fn the_handshake_gate_decides_before_any_feed_opens() {
+    use hyperdrive::protocol::driver::{DriverError, HandshakeGate, HandshakeVerdict};
+    use std::sync::Mutex;
+
+    let gate = |verdict: HandshakeVerdict, seen: Arc<Mutex<Vec<([u8; 32], [u8; 32])>>>| {
+        HandshakeGate(Arc::new(move |local: &[u8; 32], remote: &[u8; 32]| {
+            seen.lock().unwrap().push((*local, *remote));
+            verdict
+        }))
+    };
+    for verdict in [
+        HandshakeVerdict::Replicate,
+        HandshakeVerdict::Idle,
+        HandshakeVerdict::Close,
+    ] {
+        let (kp, w) = writer(20);
+        let r = reader(&kp);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (x, y) = tokio::io::duplex(1 << 20);
+        let (shutdown, stop) = shutdown_channel();
+        let seed_a = [1u8; 32];
+        let seed_b = [2u8; 32];
+        let a = tokio::spawn(replicate(
+            x,
+            true,
+            FeedSet::new(vec![w.clone()]),
+            ReplicateOptions {
+                keypair: Some(seed_a),
+                ..ReplicateOptions::default()
+            },
+            Arc::new(ConnectionStats::default()),
+            stop.clone(),
+        ));
+        let b = tokio::spawn(replicate(
+            y,
+            false,
+            FeedSet::new(vec![r.clone()]),
+            ReplicateOptions {
+                keypair: Some(seed_b),
+                gate: Some(gate(verdict, seen.clone())),
+                ..ReplicateOptions::default()
+            },
+            Arc::new(ConnectionStats::default()),
+            stop,
+        ));
+        match verdict {
+            HandshakeVerdict::Replicate => {
+                assert_eq!(r.get(7, T).await.unwrap(), block(7));
+            }
+            HandshakeVerdict::Idle => {
+                // The gated side opens nothing and refuses the writer's channel.
+                assert!(r.get(7, Duration::from_millis(500)).await.is_err());
+                assert!(!b.is_finished(), "an idle duplicate stays open");
+            }
+            HandshakeVerdict::Close => {
+                let res = tokio::time::timeout(T, b).await.unwrap().unwrap();
+                assert!(matches!(res, Err(DriverError::Deduplicated)), "{res:?}");
+                // The other side sees the connection end.
+                let _ = tokio::time::timeout(T, a).await.expect("remote ends too");
+                assert_eq!(held(&r), 0, "nothing replicated on a closed duplicate");
+                let seen = seen.lock().unwrap();
+                assert_eq!(seen.len(), 1);
+                use hyperdrive::protocol::handshake::StaticKeypair;
+                assert_eq!(seen[0].0, StaticKeypair::from_seed(&seed_b).public);
+                assert_eq!(seen[0].1, StaticKeypair::from_seed(&seed_a).public);
+                continue;
+            }
+        }
+        let _ = shutdown.send(true);
+        let _ = a.await;
+        let _ = b.await;
+        assert_eq!(seen.lock().unwrap().len(), 1, "asked once per connection");
+    }
+}

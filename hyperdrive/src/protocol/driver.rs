@@ -165,6 +165,30 @@ impl FeedSource for FeedSet {
     }
 }
 
+/// What to do with a connection once the Noise handshake tells who the remote is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeVerdict {
+    /// Replicate every feed of the source (the normal case).
+    Replicate,
+    /// End the connection now (a duplicate we dialled, or a connection to ourselves).
+    Close,
+    /// Keep the connection open but replicate nothing on it: a duplicate the remote
+    /// dialled, which the remote closes itself. Closing it from here could make the
+    /// remote see a lost connection and redial (hyperswarm's dedup leaves it so too).
+    Idle,
+}
+
+/// Decides a connection's fate from (our static public key, the remote's). The swarm
+/// uses it to keep one connection per pair of peers, as @corestore/networker does.
+#[derive(Clone)]
+pub struct HandshakeGate(pub Arc<dyn Fn(&[u8; 32], &[u8; 32]) -> HandshakeVerdict + Send + Sync>);
+
+impl std::fmt::Debug for HandshakeGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandshakeGate")
+    }
+}
+
 /// Settings of one replication connection.
 #[derive(Debug, Clone)]
 pub struct ReplicateOptions {
@@ -173,6 +197,9 @@ pub struct ReplicateOptions {
     pub request_timeout: Duration,
     /// Our static Noise key pair (random per connection unless given).
     pub keypair: Option<[u8; 32]>,
+    /// Asked once the handshake completes; no feed is opened before it answers
+    /// [`HandshakeVerdict::Replicate`]. `None` replicates at once.
+    pub gate: Option<HandshakeGate>,
 }
 
 impl Default for ReplicateOptions {
@@ -181,6 +208,7 @@ impl Default for ReplicateOptions {
             protocol: ProtocolOptions::default(),
             request_timeout: Duration::from_secs(20),
             keypair: None,
+            gate: None,
         }
     }
 }
@@ -192,6 +220,9 @@ pub enum DriverError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// The [`HandshakeGate`] found another connection to the same peer (or ourselves).
+    #[error("duplicate connection to the same peer: closed")]
+    Deduplicated,
     #[error("feed {feed}: {source}")]
     Replicate {
         feed: String,
@@ -252,16 +283,22 @@ where
     let mut replicas: HashMap<ChannelId, Replica> = HashMap::new();
     let mut pending: HashMap<[u8; 32], Arc<SharedFeed>> = HashMap::new();
 
-    let now = Instant::now();
-    for f in source.feeds() {
-        open_feed(
+    let mut gate = Gate {
+        state: if opts.gate.is_some() {
+            GateState::Pending
+        } else {
+            GateState::Open
+        },
+        local: keypair.public,
+    };
+    if gate.state == GateState::Open {
+        open_source_feeds(
             &mut proto,
             &mut replicas,
             &mut pending,
-            f,
+            &source,
             &wake_tx,
             &opts,
-            now,
         );
     }
 
@@ -300,7 +337,7 @@ where
                 if let Err(e) = proto.receive(&mut buf[..n], now) {
                     break Err(e.into());
                 }
-                if let Err(e) = handle_events(&mut proto, &mut replicas, &mut pending, &source, &wake_tx, &ext_tx, &opts, &stats, now) {
+                if let Err(e) = handle_events(&mut proto, &mut replicas, &mut pending, &source, &wake_tx, &ext_tx, &opts, &stats, &mut gate, now) {
                     break Err(e);
                 }
             }
@@ -314,7 +351,7 @@ where
                 send_extension(&mut proto, &replicas, o, Instant::now());
             }
             f = new_feeds.recv() => {
-                if let Ok(f) = f {
+                if let (Ok(f), GateState::Open) = (f, gate.state) {
                     open_feed(&mut proto, &mut replicas, &mut pending, f, &wake_tx, &opts, Instant::now());
                 }
             }
@@ -375,6 +412,37 @@ where
     result
 }
 
+/// Where the connection stands with its [`HandshakeGate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GateState {
+    /// Waiting for the handshake: no feed opened yet.
+    Pending,
+    /// Replicating.
+    Open,
+    /// A duplicate left open for the remote to close: every channel is refused.
+    Idle,
+}
+
+struct Gate {
+    state: GateState,
+    /// Our static public key, for the gate's comparison.
+    local: [u8; 32],
+}
+
+fn open_source_feeds(
+    proto: &mut Protocol,
+    replicas: &mut HashMap<ChannelId, Replica>,
+    pending: &mut HashMap<[u8; 32], Arc<SharedFeed>>,
+    source: &Arc<dyn FeedSource>,
+    wake_tx: &mpsc::Sender<()>,
+    opts: &ReplicateOptions,
+) {
+    let now = Instant::now();
+    for f in source.feeds() {
+        open_feed(proto, replicas, pending, f, wake_tx, opts, now);
+    }
+}
+
 fn open_feed(
     proto: &mut Protocol,
     replicas: &mut HashMap<ChannelId, Replica>,
@@ -417,12 +485,32 @@ fn handle_events(
     ext_tx: &mpsc::Sender<OutgoingExtension>,
     opts: &ReplicateOptions,
     stats: &ConnectionStats,
+    gate: &mut Gate,
     now: Instant,
 ) -> Result<(), DriverError> {
     while let Some(ev) = proto.poll_event() {
         match ev {
-            Event::Handshake { .. } => {}
+            Event::Handshake { remote_public_key } => {
+                if gate.state != GateState::Pending {
+                    continue;
+                }
+                let verdict = opts.gate.as_ref().map_or(HandshakeVerdict::Replicate, |g| {
+                    (g.0)(&gate.local, &remote_public_key)
+                });
+                match verdict {
+                    HandshakeVerdict::Replicate => {
+                        gate.state = GateState::Open;
+                        open_source_feeds(proto, replicas, pending, source, wake_tx, opts);
+                    }
+                    HandshakeVerdict::Idle => gate.state = GateState::Idle,
+                    HandshakeVerdict::Close => return Err(DriverError::Deduplicated),
+                }
+            }
             Event::DiscoveryKey { discovery_key } => {
+                if gate.state != GateState::Open {
+                    proto.refuse(discovery_key, now);
+                    continue;
+                }
                 match source.by_discovery_key(&discovery_key) {
                     Some(f) => open_feed(proto, replicas, pending, f, wake_tx, opts, now),
                     None => proto.refuse(discovery_key, now),
