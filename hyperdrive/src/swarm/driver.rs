@@ -77,6 +77,7 @@ enum Command {
         oneshot::Sender<Replies>,
     ),
     Info(oneshot::Sender<NodeInfo>),
+    Persistent,
 }
 
 /// A running DHT node. Dropping it stops the task and closes the socket.
@@ -103,6 +104,13 @@ impl Dht {
             return Err(DriverError::NotIpv4(addr));
         };
         let socket = UdpSocket::bind(addr).await?;
+        Dht::with_socket(socket, config)
+    }
+
+    /// Start the node on a socket bound already: a swarm binds its TCP listener and the
+    /// DHT's UDP socket on the same port number, as the reference does (spec 0). Datagrams
+    /// that are not DHT messages (uTP, which Node peers also send there) are dropped.
+    pub fn with_socket(socket: UdpSocket, config: NodeConfig) -> Result<Dht, DriverError> {
         let local_addr = match socket.local_addr()? {
             SocketAddr::V4(a) => a,
             other => return Err(DriverError::NotIpv4(other)),
@@ -177,6 +185,14 @@ impl Dht {
         self.call(|tx| Command::Unannounce(topic, port, local, tx))
             .await??;
         Ok(())
+    }
+
+    /// Start sending our id, so other nodes add us to their routing tables (spec 1.3).
+    pub async fn persistent(&self) -> Result<(), DriverError> {
+        self.tx
+            .send(Command::Persistent)
+            .await
+            .map_err(|_| DriverError::Closed)
     }
 
     pub async fn info(&self) -> Result<NodeInfo, DriverError> {
@@ -313,6 +329,7 @@ fn handle_command(
         Command::Lookup(t, l, tx) => start(node.lookup(t, l), tx),
         Command::Announce(t, p, l, tx) => start(node.announce(t, p, l), tx),
         Command::Unannounce(t, p, l, tx) => start(node.unannounce(t, p, l), tx),
+        Command::Persistent => node.persistent(),
         Command::Info(tx) => {
             let t = node.routing_table();
             let _ = tx.send(NodeInfo {
