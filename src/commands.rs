@@ -16,7 +16,7 @@ use hyperdrive::store::Corestore;
 use serde_json::json;
 
 use crate::keyarg::DriveRef;
-use crate::network::{JoinOptions, Network, Session, TcpNetwork, DEFAULT_BOOTSTRAP};
+use crate::network::{bootstrap_list, JoinOptions, NetConfig, Network, Session, SwarmNetwork};
 use crate::progress::{self, Progress, Watched};
 use crate::storage::{self, Registry, Role};
 use crate::sync;
@@ -39,6 +39,7 @@ pub struct GlobalOpts {
     pub connect: Vec<SocketAddr>,
     pub listen: Option<SocketAddr>,
     pub no_dht: bool,
+    pub announce_local: bool,
     pub quiet: bool,
 }
 
@@ -46,33 +47,32 @@ pub struct GlobalOpts {
 pub struct Env {
     pub dir: PathBuf,
     pub quiet: bool,
-    /// Bootstrap nodes for the DHT (kept until it exists).
-    pub bootstrap: Vec<String>,
+    /// DHT bootstrap nodes (`None` with `--no-dht`).
+    pub bootstrap: Option<Vec<String>>,
     network: Box<dyn Network>,
 }
 
 impl Env {
     pub fn new(opts: GlobalOpts) -> Result<Env> {
         let dir = storage::resolve_dir(opts.storage)?;
-        let bootstrap = if opts.bootstrap.is_empty() {
-            DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect()
+        let bootstrap = if opts.no_dht {
+            None
         } else {
-            opts.bootstrap
+            Some(bootstrap_list(&opts.bootstrap)?)
         };
-        // The DHT does not exist yet: `--no-dht` is implied and peers come only from
-        // --connect/--listen.
-        let _ = opts.no_dht;
-        let env = Env {
+        tracing::debug!(?bootstrap, "DHT bootstrap nodes");
+        let network = Box::new(SwarmNetwork::new(NetConfig {
+            bootstrap: bootstrap.clone(),
+            connect: opts.connect,
+            listen: opts.listen,
+            announce_local_address: opts.announce_local,
+        }));
+        Ok(Env {
             dir,
             quiet: opts.quiet,
             bootstrap,
-            network: Box::new(TcpNetwork {
-                connect: opts.connect,
-                listen: opts.listen,
-            }),
-        };
-        tracing::debug!(bootstrap = ?env.bootstrap, "DHT bootstrap nodes (not contacted: no DHT yet)");
-        Ok(env)
+            network,
+        })
     }
 
     pub(crate) fn store(&self) -> Result<Corestore> {
@@ -87,7 +87,13 @@ impl Env {
     }
 
     pub(crate) fn no_peers_hint(&self) -> &'static str {
-        "give --connect HOST:PORT of a peer serving it (or --listen HOST:PORT and let it dial in)"
+        if self.bootstrap.is_some() {
+            "check that a peer is serving it (hypermount seed, or a Node hyperswarm seeder) on \
+             the DHT of the given --bootstrap nodes, or give --connect HOST:PORT of one"
+        } else {
+            "give --connect HOST:PORT of a peer serving it (or --listen HOST:PORT and let it \
+             dial in), or drop --no-dht to find peers through the DHT"
+        }
     }
 }
 
@@ -120,7 +126,7 @@ pub(crate) async fn open_drive(env: &Env, r: &DriveRef, announce: bool) -> Resul
     let store = env.store()?;
     let hexkey = r.hex();
     let held = holds(&store, &r.key)?;
-    let online = env.network.can_reach_peers();
+    let mut online = env.network.can_reach_peers();
     if !held && !online {
         bail!(
             "drive {hexkey} is not in storage {}; {}",
@@ -131,18 +137,43 @@ pub(crate) async fn open_drive(env: &Env, r: &DriveRef, announce: bool) -> Resul
     let meta = store
         .get_by_key(&r.key)
         .with_context(|| format!("opening drive {hexkey} in {}", env.dir.display()))?;
+    // A drive written here has nothing to fetch: reading it once needs no DHT walk.
+    if online && !announce && env.network.dht_only() && meta.lock().feed.writable() {
+        online = false;
+    }
     let session = if online {
         let source: Arc<dyn FeedSource> = Arc::new(store.clone());
-        env.network
+        let joined = env
+            .network
             .join(
                 source,
-                meta.discovery_key(),
+                &[meta.discovery_key()],
                 JoinOptions {
                     announce,
                     lookup: true,
                 },
             )
-            .await?
+            .await;
+        match joined {
+            Ok(s) => {
+                if let Some(e) = s.dht_error.clone() {
+                    if !held && !env.network.has_explicit_peers() {
+                        s.close().await;
+                        bail!("cannot find peers for drive {hexkey}: {e}");
+                    }
+                    tracing::warn!("{e}; going on with {}", if held { "the copy in storage" } else { "the given peers" });
+                } else if env.bootstrap.is_some() {
+                    tracing::info!(peers = s.dht_peers, "looked up drive {hexkey} on the DHT");
+                }
+                s
+            }
+            Err(e) if held => {
+                tracing::warn!("{e:#}; using the copy in storage only");
+                online = false;
+                Session::offline()
+            }
+            Err(e) => return Err(e.context(format!("cannot look for peers of drive {hexkey}"))),
+        }
     } else {
         Session::offline()
     };
@@ -153,9 +184,9 @@ pub(crate) async fn open_drive(env: &Env, r: &DriveRef, announce: bool) -> Resul
             if got == 0 {
                 session.close().await;
                 bail!(
-                    "no peer sent drive {hexkey} within {} s; check that a peer at the \
-                     given address is serving it",
-                    FIRST_BLOCK_TIMEOUT.as_secs()
+                    "no peer sent drive {hexkey} within {} s; {}",
+                    FIRST_BLOCK_TIMEOUT.as_secs(),
+                    env.no_peers_hint()
                 );
             }
         }
@@ -551,8 +582,33 @@ pub async fn info(env: &Env, r: DriveRef, as_json: bool) -> Result<()> {
     }
     .await;
     let peers = o.session.peers();
+    let swarm = o.session.status().await;
+    let holepunchable = o.session.holepunchable().await;
+    let dht_error = o.session.dht_error.clone();
     o.session.close().await;
     let (files, bytes, held) = res.map_err(|e| not_found_hint(e, &r))?;
+    let dht = swarm.as_ref().and_then(|s| s.dht.as_ref());
+    let dht_json = dht.map(|d| {
+        json!({
+            "nodes": d.routing_table_len,
+            "ephemeral": d.ephemeral,
+            "publicAddress": d.remote_address.map(|a| a.to_string()),
+            "holepunchable": holepunchable.unwrap_or(false),
+            "error": dht_error,
+        })
+    });
+    let dht_line = match (dht, &dht_error) {
+        (_, Some(e)) => format!("unreachable: {e}"),
+        (Some(d), None) => format!(
+            "{} node(s) known, public address {}, holepunchable: {}",
+            d.routing_table_len,
+            d.remote_address
+                .map_or("unknown".to_string(), |a| a.to_string()),
+            if holepunchable.unwrap_or(false) { "yes" } else { "no" }
+        ),
+        (None, None) if env.bootstrap.is_none() => "off (--no-dht)".to_string(),
+        (None, None) => "not used (the drive is written here)".to_string(),
+    };
     let v = json!({
         "key": hex::encode(o.live.key()),
         "discoveryKey": hex::encode(o.live.discovery_key()),
@@ -563,6 +619,8 @@ pub async fn info(env: &Env, r: DriveRef, as_json: bool) -> Result<()> {
         "bytes": bytes,
         "bytesHeld": held,
         "peers": peers,
+        "listening": swarm.as_ref().and_then(|s| s.local_addr).map(|a| a.to_string()),
+        "dht": dht_json,
     });
     if as_json {
         return out_line(v);
@@ -576,7 +634,8 @@ pub async fn info(env: &Env, r: DriveRef, as_json: bool) -> Result<()> {
          files:          {files}\n\
          bytes:          {bytes} ({})\n\
          bytes held:     {held} ({})\n\
-         peers:          {peers}",
+         peers:          {peers}\n\
+         dht:            {dht_line}",
         hex::encode(o.live.key()),
         hex::encode(o.live.discovery_key()),
         hex::encode(o.live.content_feed().key()),
@@ -654,9 +713,7 @@ async fn open_mounts(drive: &Drive) -> Vec<Drive> {
 
 pub async fn seed(env: &Env, keys: Vec<DriveRef>) -> Result<()> {
     if !env.network.can_reach_peers() {
-        bail!(
-            "seed needs --listen HOST:PORT or --connect HOST:PORT (the DHT is not available yet)"
-        );
+        bail!("seed needs peers: drop --no-dht to announce on the DHT, or give --listen HOST:PORT or --connect HOST:PORT");
     }
     let keys: Vec<[u8; 32]> = if keys.is_empty() {
         env.registry()?.keys().into_iter().map(|(k, _)| k).collect()
@@ -698,12 +755,22 @@ pub async fn seed(env: &Env, keys: Vec<DriveRef>) -> Result<()> {
         let mounts = open_mounts(&d).await;
         drives.push((d, mounts));
     }
+    // Every drive and every drive mounted in one is announced: a reader may look up
+    // any of them.
+    let mut topics: Vec<[u8; 32]> = Vec::new();
+    for (d, mounts) in &drives {
+        for x in std::iter::once(d).chain(mounts.iter()) {
+            if !topics.contains(&x.discovery_key()) {
+                topics.push(x.discovery_key());
+            }
+        }
+    }
     let source: Arc<dyn FeedSource> = Arc::new(store.clone());
     let session = env
         .network
         .join(
             source,
-            drives[0].0.discovery_key(),
+            &topics,
             JoinOptions {
                 announce: true,
                 lookup: false,
@@ -713,6 +780,7 @@ pub async fn seed(env: &Env, keys: Vec<DriveRef>) -> Result<()> {
     if let Some(addr) = session.listening {
         out_line(format!("listening on {addr}"))?;
     }
+    report_dht(env, &session, topics.len());
     for (d, mounts) in &drives {
         out_line(format!(
             "seeding hyper://{} version {}{}",
@@ -731,15 +799,26 @@ pub async fn seed(env: &Env, keys: Vec<DriveRef>) -> Result<()> {
     Ok(())
 }
 
+/// Says on stderr how the first DHT announce went (a failure is retried in the background).
+fn report_dht(env: &Env, session: &Session, drives: usize) {
+    if env.bootstrap.is_none() {
+        return;
+    }
+    match &session.dht_error {
+        Some(e) => say(env, format!("warning: {e}; announcing again in the background")),
+        None => say(
+            env,
+            format!("announced {drives} drive(s) on the DHT"),
+        ),
+    }
+}
+
 pub async fn mirror(env: &Env, r: DriveRef, daemon: bool) -> Result<()> {
     if r.version.is_some() || r.path != "/" {
         bail!("mirror copies a whole drive: give the key alone, not {r}");
     }
     if !env.network.can_reach_peers() {
-        bail!(
-            "mirror needs peers: {} (the DHT is not available yet)",
-            env.no_peers_hint()
-        );
+        bail!("mirror needs peers: {}", env.no_peers_hint());
     }
     if daemon {
         return spawn_daemon(env, &r);

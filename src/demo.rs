@@ -1,8 +1,9 @@
 //! `hypermount demo`: the whole path on one machine, no network but loopback.
 //!
-//! A drive is created from a small generated sample folder in one storage and seeded on
-//! 127.0.0.1; a reader in a second storage that knows only the public key mounts it
-//! over loopback, and real `ls -l` and a read through the mount show it working while
+//! A private Hyperswarm DHT is started on 127.0.0.1 (one bootstrap node). A drive is
+//! created from a small generated sample folder in one storage and announced on that DHT;
+//! a reader in a second storage that knows only the public key looks it up, connects,
+//! and mounts it, and real `ls -l` and a read through the mount show it working while
 //! only the blocks that were read move. Where FUSE cannot mount (no /dev/fuse, not
 //! root) the same listing and file are shown through the drive API. Everything is
 //! unmounted and removed at the end, on errors too (the mount and the temporary folder
@@ -21,7 +22,7 @@ use hypermount_mount::{mount_drive, DriveMountOptions, Mounted};
 
 use crate::commands::{flush, long_line, open_drive, Env, GlobalOpts, Opened};
 use crate::keyarg::DriveRef;
-use crate::network::{JoinOptions, Network, TcpNetwork};
+use crate::network::{JoinOptions, NetConfig, Network, SwarmNetwork};
 use crate::sync;
 
 /// The text file the demo reads through the mount.
@@ -111,34 +112,51 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
         hex::encode(key),
         drive.version()
     );
-    let seeder = TcpNetwork {
+    // A private DHT: one bootstrap node on loopback, nothing leaves the machine.
+    let boot = hyperdrive::swarm::bootstrap::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new())
+        .await
+        .context("starting a DHT bootstrap node on 127.0.0.1")?;
+    let bootstrap = vec![boot.local_addr().to_string()];
+    let seeder = SwarmNetwork::new(NetConfig {
+        bootstrap: Some(bootstrap.clone()),
         connect: Vec::new(),
         listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-    };
+        announce_local_address: false,
+    });
     let source: Arc<dyn FeedSource> = Arc::new(store.clone());
     let seeding = seeder
         .join(
             source,
-            drive.discovery_key(),
+            &[drive.discovery_key()],
             JoinOptions {
                 announce: true,
                 lookup: false,
             },
         )
         .await?;
+    if let Some(e) = &seeding.dht_error {
+        let e = e.clone();
+        seeding.close().await;
+        bail!("announcing the drive on the demo's DHT failed: {e}");
+    }
     let Some(addr) = seeding.listening else {
         seeding.close().await;
         bail!("the seeder is not listening");
     };
-    println!("2. seeding it on {addr} from {}", seed_dir.display());
+    println!(
+        "2. seeding it on {addr} from {}, announced on a private DHT (bootstrap node {})",
+        seed_dir.display(),
+        boot.local_addr()
+    );
 
-    // The reader: another storage that knows only the key and the seeder's address.
+    // The reader: another storage that knows only the key and the DHT bootstrap node.
     let reader_env = Env::new(GlobalOpts {
         storage: Some(reader_dir.clone()),
-        bootstrap: Vec::new(),
-        connect: vec![addr],
+        bootstrap,
+        connect: Vec::new(),
         listen: None,
-        no_dht: true,
+        no_dht: false,
+        announce_local: false,
         quiet: true,
     })?;
     let r = DriveRef {
@@ -154,8 +172,9 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
         }
     };
     println!(
-        "3. a reader in {} found version {} knowing only the key",
+        "3. a reader in {} looked the key up on the DHT, connected to {} peer(s) and found version {}",
         reader_dir.display(),
+        o.session.peers(),
         o.live.version()
     );
 

@@ -30,8 +30,8 @@ struct Cli {
     /// Where feeds are stored (default: $HYPERMOUNT_STORAGE, else the XDG data dir).
     #[arg(long, global = true)]
     storage: Option<PathBuf>,
-    /// DHT bootstrap nodes (kept for the DHT; not contacted yet).
-    #[arg(long, global = true, value_delimiter = ',')]
+    /// DHT bootstrap nodes, HOST:PORT (default: the public hyperswarm nodes).
+    #[arg(long, global = true, value_delimiter = ',', env = "HYPERMOUNT_BOOTSTRAP")]
     bootstrap: Vec<String>,
     /// Replicate with a peer at this address (repeatable).
     #[arg(long, global = true)]
@@ -39,9 +39,13 @@ struct Cli {
     /// Accept peers on this address (port 0 picks one; the bound address is printed).
     #[arg(long, global = true)]
     listen: Option<SocketAddr>,
-    /// Do not use the DHT (implied until the DHT is available).
-    #[arg(long, global = true)]
+    /// Do not use the DHT: peers only from --connect/--listen.
+    #[arg(long, global = true, env = "HYPERMOUNT_NO_DHT", value_parser = clap::builder::BoolishValueParser::new())]
     no_dht: bool,
+    /// Send our LAN address with DHT announces, so peers on the same network connect
+    /// directly (off by default, as in hyperswarm).
+    #[arg(long, global = true)]
+    announce_local: bool,
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -97,7 +101,7 @@ enum Command {
     /// Mount a drive (KEY) or one of its versions (KEY+V, read-only) at a folder.
     ///
     /// Own drives mount read-write; drives of others are fetched from peers
-    /// (--connect/--listen) as they are read. Serves until SIGINT/SIGTERM or `unmount`.
+    /// (DHT, --connect, --listen) as they are read. Serves until SIGINT/SIGTERM or `unmount`.
     Mount {
         key: String,
         mountpoint: PathBuf,
@@ -174,6 +178,7 @@ fn main() -> ExitCode {
             connect: cli.connect,
             listen: cli.listen,
             no_dht: cli.no_dht,
+            announce_local: cli.announce_local,
             quiet: cli.quiet,
         })?;
         match cli.command {

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hypermount");
 
-/// `hypermount --storage DIR ARGS…`, with the environment cleared of storage hints.
+/// `hypermount --storage DIR ARGS…`, with the environment cleared of storage hints and
+/// the DHT off (`HYPERMOUNT_NO_DHT=1`): no test may reach the public bootstrap nodes.
+/// Tests that use the DHT pass `--bootstrap 127.0.0.1:PORT` (see [`dht_args`]), which
+/// turns it back on for that command only.
 pub fn cmd(storage: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.arg("--storage")
@@ -19,8 +22,26 @@ pub fn cmd(storage: &Path, args: &[&str]) -> Command {
         .args(args)
         .env_remove("HYPERMOUNT_STORAGE")
         .env_remove("HYPERMOUNT_LOG")
+        .env_remove("HYPERMOUNT_BOOTSTRAP")
         .stdin(Stdio::null());
+    if !args.iter().any(|a| a.starts_with("--bootstrap")) {
+        c.env("HYPERMOUNT_NO_DHT", "1");
+    } else {
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--bootstrap" && w[1].starts_with("127.")),
+            "DHT tests must name a loopback bootstrap: {args:?}"
+        );
+        c.env_remove("HYPERMOUNT_NO_DHT");
+    }
     c
+}
+
+/// `--bootstrap 127.0.0.1:PORT` followed by `args`.
+pub fn dht_args<'a>(boot: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--bootstrap", boot];
+    v.extend_from_slice(args);
+    v
 }
 
 /// Runs to completion (bounded: killed after 120 s).

@@ -3,10 +3,11 @@
 //! Each run is one DHT walk: `announce` (which also finds peers at every hop) when we
 //! serve, `lookup` otherwise. Peers from every reply go to the swarm's queue when the
 //! topic looks up. Runs repeat every 300–600 s as the reference does, so announcements
-//! (kept 8–16 min by DHT nodes) never lapse. One deliberate addition: while a looking-up
-//! swarm has no connection at all, it looks again after 1 s, 2 s, 4 s … (at most
-//! [`TopicConfig::relookup_max`]) instead of waiting minutes, so a mount started before its
-//! seeder announced, or whose seeders all left, finds the next seeder quickly.
+//! (kept 8–16 min by DHT nodes) never lapse. One deliberate addition: after a failed run,
+//! and while a looking-up swarm has no connection at all, it runs again after 1 s, 2 s,
+//! 4 s … (at most [`TopicConfig::relookup_max`]) instead of waiting minutes, so a mount
+//! started before its seeder announced, or whose seeders all left, finds the next seeder
+//! quickly, and a seeder whose bootstrap node was down at start announces once it is up.
 
 use std::net::SocketAddrV4;
 use std::sync::Arc;
@@ -117,11 +118,13 @@ pub(crate) async fn run_topic(
             ),
             Err(e) => tracing::info!(topic = %hex::encode(&topic[..8]), error = %e, "discovery run failed"),
         }
+        let failed_now = report.is_err();
         if let Some(tx) = first.take() {
             let _ = tx.send(report);
         }
-        // The next run: soon while a looking-up swarm is alone, else the reference's refresh.
-        let alone = opts.lookup && host.connections() == 0;
+        // The next run: soon after a failure or while a looking-up swarm is alone (the
+        // reference waits 5–10 min in both cases), else the reference's refresh.
+        let alone = failed_now || opts.lookup && host.connections() == 0;
         let delay = if alone {
             let d = quick;
             quick = (quick * 2).min(config.relookup_max);

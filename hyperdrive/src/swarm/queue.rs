@@ -11,7 +11,8 @@
 //!   at exactly its delay (the spread only exists to batch JavaScript timers);
 //! - a soft-banned duplicate is requeued when the connection that beat it closes (the
 //!   reference tries to, but looks the entry up under a key it never stored);
-//! - explicitly added peers (`--connect`) are never forgotten: their retries stay at 15 s.
+//! - explicitly added peers (`--connect`) are never forgotten, and retried on their own
+//!   faster schedule ([`EXPLICIT_BACKOFF`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
@@ -22,6 +23,14 @@ pub const BACKOFF: [Duration; 3] = [
     Duration::from_secs(1),
     Duration::from_secs(5),
     Duration::from_secs(15),
+];
+/// Retry delays for explicitly given peers (`--connect`): a peer that is still starting
+/// is reached quickly, and one that went away is tried every 2 s for as long as we run.
+pub const EXPLICIT_BACKOFF: [Duration; 4] = [
+    Duration::from_millis(200),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
 ];
 /// A peer that exhausted its retries is forgotten this long after (FORGET_UNRESPONSIVE).
 pub const FORGET_UNRESPONSIVE: Duration = Duration::from_millis(7500);
@@ -283,11 +292,14 @@ impl PeerQueue {
             e.timer = None;
             return;
         }
+        if e.explicit {
+            let i = (e.retries as usize).min(EXPLICIT_BACKOFF.len() - 1);
+            // Kept at most 3 so the entry stays dialable (update() refuses beyond 3).
+            e.retries = (e.retries + 1).min(3);
+            e.timer = Some((now + EXPLICIT_BACKOFF[i], Timer::Requeue));
+            return;
+        }
         if e.retries >= 3 {
-            if e.explicit {
-                e.timer = Some((now + BACKOFF[2], Timer::Requeue));
-                return;
-            }
             e.retries += 1;
             e.timer = Some((now + FORGET_UNRESPONSIVE, Timer::Forget));
             return;
@@ -318,9 +330,6 @@ impl PeerQueue {
             match kind {
                 Timer::Forget => forget.push(*addr),
                 Timer::Requeue => {
-                    if e.explicit && e.retries > 3 {
-                        e.retries = 3;
-                    }
                     if e.update() {
                         e.queued = true;
                         readable = true;
@@ -458,7 +467,7 @@ mod tests {
             assert_eq!(q.shift().unwrap().addr, a);
             q.dial_failed(&a, now);
             let next = q.poll_timeout().unwrap();
-            assert!(next - now <= BACKOFF[2]);
+            assert!(next - now <= EXPLICIT_BACKOFF[3]);
             now = next;
             assert!(q.handle_timeout(now));
         }
