@@ -161,7 +161,14 @@ pub(crate) async fn open_drive(env: &Env, r: &DriveRef, announce: bool) -> Resul
                         s.close().await;
                         bail!("cannot find peers for drive {hexkey}: {e}");
                     }
-                    tracing::warn!("{e}; going on with {}", if held { "the copy in storage" } else { "the given peers" });
+                    tracing::warn!(
+                        "{e}; going on with {}",
+                        if held {
+                            "the copy in storage"
+                        } else {
+                            "the given peers"
+                        }
+                    );
                 } else if env.bootstrap.is_some() {
                     tracing::info!(peers = s.dht_peers, "looked up drive {hexkey} on the DHT");
                 }
@@ -581,6 +588,13 @@ pub async fn info(env: &Env, r: DriveRef, as_json: bool) -> Result<()> {
         Ok((files, bytes, held))
     }
     .await;
+    // Peers the DHT reported are being dialled: give them a moment to count.
+    if o.session.dht_peers > 0 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while o.session.peers() == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let peers = o.session.peers();
     let swarm = o.session.status().await;
     let holepunchable = o.session.holepunchable().await;
@@ -604,7 +618,11 @@ pub async fn info(env: &Env, r: DriveRef, as_json: bool) -> Result<()> {
             d.routing_table_len,
             d.remote_address
                 .map_or("unknown".to_string(), |a| a.to_string()),
-            if holepunchable.unwrap_or(false) { "yes" } else { "no" }
+            if holepunchable.unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            }
         ),
         (None, None) if env.bootstrap.is_none() => "off (--no-dht)".to_string(),
         (None, None) => "not used (the drive is written here)".to_string(),
@@ -805,11 +823,11 @@ fn report_dht(env: &Env, session: &Session, drives: usize) {
         return;
     }
     match &session.dht_error {
-        Some(e) => say(env, format!("warning: {e}; announcing again in the background")),
-        None => say(
+        Some(e) => say(
             env,
-            format!("announced {drives} drive(s) on the DHT"),
+            format!("warning: {e}; announcing again in the background"),
         ),
+        None => say(env, format!("announced {drives} drive(s) on the DHT")),
     }
 }
 

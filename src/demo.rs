@@ -113,9 +113,10 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
         drive.version()
     );
     // A private DHT: one bootstrap node on loopback, nothing leaves the machine.
-    let boot = hyperdrive::swarm::bootstrap::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new())
-        .await
-        .context("starting a DHT bootstrap node on 127.0.0.1")?;
+    let boot =
+        hyperdrive::swarm::bootstrap::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new())
+            .await
+            .context("starting a DHT bootstrap node on 127.0.0.1")?;
     let bootstrap = vec![boot.local_addr().to_string()];
     let seeder = SwarmNetwork::new(NetConfig {
         bootstrap: Some(bootstrap.clone()),

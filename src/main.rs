@@ -31,7 +31,12 @@ struct Cli {
     #[arg(long, global = true)]
     storage: Option<PathBuf>,
     /// DHT bootstrap nodes, HOST:PORT (default: the public hyperswarm nodes).
-    #[arg(long, global = true, value_delimiter = ',', env = "HYPERMOUNT_BOOTSTRAP")]
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        env = "HYPERMOUNT_BOOTSTRAP"
+    )]
     bootstrap: Vec<String>,
     /// Replicate with a peer at this address (repeatable).
     #[arg(long, global = true)]
@@ -123,7 +128,8 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum DhtCommand {
-    /// Run a bootstrap node on --listen HOST:PORT; prints `ready <port>`.
+    /// Run a bootstrap node on --listen HOST:PORT (joining any --bootstrap nodes);
+    /// prints `ready <port>`.
     Bootstrap,
 }
 
@@ -169,7 +175,7 @@ fn main() -> ExitCode {
             Command::Demo => return demo::run(cli.storage).await,
             Command::Dht {
                 command: DhtCommand::Bootstrap,
-            } => return mountcmd::dht_bootstrap(cli.listen).await,
+            } => return mountcmd::dht_bootstrap(cli.listen, &cli.bootstrap).await,
             _ => {}
         }
         let env = commands::Env::new(commands::GlobalOpts {

@@ -369,10 +369,24 @@ pub async fn unmount(env: &Env, mountpoint: PathBuf) -> Result<()> {
 
 /// `hypermount dht bootstrap --listen HOST:PORT`: a bootstrap node for a private DHT,
 /// until SIGINT/SIGTERM. Prints `ready <port>` once it answers.
-pub async fn dht_bootstrap(listen: Option<SocketAddr>) -> Result<()> {
+/// Other bootstrap nodes given with `--bootstrap` are joined (several private bootstrap
+/// nodes that know each other), as the reference's `bootstrap --bootstrap H:P` does.
+pub async fn dht_bootstrap(listen: Option<SocketAddr>, others: &[String]) -> Result<()> {
     let listen = listen
         .ok_or_else(|| anyhow!("dht bootstrap needs --listen HOST:PORT (port 0 picks one)"))?;
-    let run = hyperdrive::swarm::bootstrap::run(listen, |addr| {
+    let mut peers = Vec::new();
+    for o in others
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+    {
+        let addr: std::net::SocketAddrV4 = o
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("--bootstrap {o}: a bootstrap node joins others by IPv4:PORT"))?;
+        peers.push(addr);
+    }
+    let run = hyperdrive::swarm::bootstrap::run_with(listen, peers, |addr| {
         if let Err(e) = out_line(format!("ready {}", addr.port())) {
             tracing::warn!(error = %e, "cannot print the ready line");
         }

@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use hyperdrive::protocol::driver::{ConnectionStats, FeedSource, ReplicateOptions};
-use hyperdrive::swarm::{
-    DhtSettings, Replicator, Swarm, SwarmConfig, SwarmStatus, TopicConfig,
-};
+use hyperdrive::swarm::{DhtSettings, Replicator, Swarm, SwarmConfig, SwarmStatus, TopicConfig};
 
 pub use hyperdrive::swarm::JoinOptions;
 
@@ -242,12 +240,8 @@ impl Network for SwarmNetwork {
             let conns = swarm
                 .connections()
                 .ok_or_else(|| anyhow!("swarm connections already taken"))?;
-            let replicator = Replicator::spawn(
-                conns,
-                source,
-                rand::random(),
-                ReplicateOptions::default(),
-            );
+            let replicator =
+                Replicator::spawn(conns, source, rand::random(), ReplicateOptions::default());
             for &addr in &self.config.connect {
                 swarm.add_peer(v4(addr, "--connect")?);
             }
@@ -332,7 +326,10 @@ mod tests {
             .await
             .unwrap_err()
             .to_string();
-        assert!(e.contains("cannot reach the DHT") && e.contains("--no-dht"), "{e}");
+        assert!(
+            e.contains("cannot reach the DHT") && e.contains("--no-dht"),
+            "{e}"
+        );
         assert!(e.contains("no IPv4 address"), "{e}");
         let ok = resolve_bootstrap(&["127.0.0.1:7".into(), "127.0.0.1:7".into()])
             .await

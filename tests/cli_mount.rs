@@ -14,83 +14,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cli_common::*;
-use hypermount_mount::{is_mount_point, is_stale, lazy_unmount};
+use hypermount_mount::is_stale;
 
 /// errno of a write to a read-only file system (Linux).
 const EROFS: i32 = 30;
-
-/// A mountpoint folder that is unmounted (lazily) when the test ends, however it ends.
-struct MountDir(PathBuf);
-
-impl MountDir {
-    fn new(root: &Path, name: &str) -> MountDir {
-        let p = root.join(name);
-        std::fs::create_dir_all(&p).unwrap();
-        MountDir(p.canonicalize().unwrap())
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn s(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-    fn mounted(&self) -> bool {
-        is_mount_point(&self.0).unwrap()
-    }
-}
-
-impl Drop for MountDir {
-    fn drop(&mut self) {
-        for _ in 0..5 {
-            if is_stale(&self.0) || is_mount_point(&self.0).unwrap_or(false) {
-                let _ = lazy_unmount(&self.0);
-            } else {
-                break;
-            }
-        }
-    }
-}
-
-/// A process known only by pid (a daemon): SIGKILLed on drop if still there.
-struct PidGuard(u32);
-
-impl Drop for PidGuard {
-    fn drop(&mut self) {
-        if alive(self.0) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.0.to_string()])
-                .status();
-        }
-    }
-}
-
-/// Running and not a zombie.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            let state = s.rfind(')').and_then(|i| s[i + 1..].trim().chars().next());
-            !matches!(state, Some('Z') | Some('X') | None)
-        }
-        Err(_) => false,
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// A foreground `hypermount mount …`, waited for until it prints `mounted`.
-fn mount_fg(storage: &Path, args: &[&str]) -> Bg {
-    let mut all = vec!["mount"];
-    all.extend_from_slice(args);
-    let mut bg = Bg::spawn(storage, &all);
-    bg.line_starting("mounted ", Duration::from_secs(60));
-    bg
-}
 
 fn sigkill(pid: u32) {
     let st = Command::new("kill")

@@ -339,7 +339,8 @@ async fn the_handshake_gate_decides_before_any_feed_opens() {
     use hyperdrive::protocol::driver::{DriverError, HandshakeGate, HandshakeVerdict};
     use std::sync::Mutex;
 
-    let gate = |verdict: HandshakeVerdict, seen: Arc<Mutex<Vec<([u8; 32], [u8; 32])>>>| {
+    type Seen = Arc<Mutex<Vec<([u8; 32], [u8; 32])>>>;
+    let gate = |verdict: HandshakeVerdict, seen: Seen| {
         HandshakeGate(Arc::new(move |local: &[u8; 32], remote: &[u8; 32]| {
             seen.lock().unwrap().push((*local, *remote));
             verdict

@@ -75,7 +75,9 @@ fn reader(kp: &KeyPair) -> Arc<SharedFeed> {
 
 /// A swarm replicating `feed`; returns the swarm and its replicator.
 async fn peer(boot: &Dht, feed: Arc<SharedFeed>, cfg: Option<SwarmConfig>) -> (Swarm, Replicator) {
-    let swarm = Swarm::bind(cfg.unwrap_or_else(|| config(boot))).await.unwrap();
+    let swarm = Swarm::bind(cfg.unwrap_or_else(|| config(boot)))
+        .await
+        .unwrap();
     let rep = Replicator::spawn(
         swarm.connections().unwrap(),
         FeedSet::new(vec![feed]),
@@ -142,7 +144,10 @@ async fn simultaneous_dials_are_deduplicated() {
     assert_eq!(rb.unwrap().peers, 1);
     assert_eq!(r.get(19, T).await.unwrap(), block(19));
     // Duplicates close: one replicating connection on each side, nothing else left.
-    eventually("one connection each", || rep_a.peers() == 1 && rep_b.peers() == 1).await;
+    eventually("one connection each", || {
+        rep_a.peers() == 1 && rep_b.peers() == 1
+    })
+    .await;
     let deadline = tokio::time::Instant::now() + T;
     loop {
         let (sa, sb) = (a.status().await, b.status().await);
@@ -215,7 +220,10 @@ async fn a_vanished_seeder_is_replaced() {
     // The dead seeder's address is redialled (after the 1 s backoff) and fails.
     let deadline = tokio::time::Instant::now() + T;
     while reading.status().await.dial_failures == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no redial of the dead seeder");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no redial of the dead seeder"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     reading.destroy().await;

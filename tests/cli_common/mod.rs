@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use hypermount_mount::{is_mount_point, is_stale, lazy_unmount};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_hypermount");
 
 /// `hypermount --storage DIR ARGS…`, with the environment cleared of storage hints and
@@ -234,4 +236,77 @@ pub fn last_line(s: &str) -> String {
         .unwrap_or("")
         .trim()
         .to_string()
+}
+
+/// A mountpoint folder that is unmounted (lazily) when the test ends, however it ends.
+pub struct MountDir(PathBuf);
+
+impl MountDir {
+    pub fn new(root: &Path, name: &str) -> MountDir {
+        let p = root.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        MountDir(p.canonicalize().unwrap())
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn s(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+    pub fn mounted(&self) -> bool {
+        is_mount_point(&self.0).unwrap()
+    }
+}
+
+impl Drop for MountDir {
+    fn drop(&mut self) {
+        for _ in 0..5 {
+            if is_stale(&self.0) || is_mount_point(&self.0).unwrap_or(false) {
+                let _ = lazy_unmount(&self.0);
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+/// A process known only by pid (a daemon): SIGKILLed on drop if still there.
+pub struct PidGuard(pub u32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Running and not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s.rfind(')').and_then(|i| s[i + 1..].trim().chars().next());
+            !matches!(state, Some('Z') | Some('X') | None)
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A foreground `hypermount mount …`, waited for until it prints `mounted`.
+pub fn mount_fg(storage: &Path, args: &[&str]) -> Bg {
+    let mut all = vec!["mount"];
+    all.extend_from_slice(args);
+    let mut bg = Bg::spawn(storage, &all);
+    bg.line_starting("mounted ", Duration::from_secs(60));
+    bg
 }

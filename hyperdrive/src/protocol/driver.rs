@@ -181,7 +181,10 @@ pub enum HandshakeVerdict {
 /// Decides a connection's fate from (our static public key, the remote's). The swarm
 /// uses it to keep one connection per pair of peers, as @corestore/networker does.
 #[derive(Clone)]
-pub struct HandshakeGate(pub Arc<dyn Fn(&[u8; 32], &[u8; 32]) -> HandshakeVerdict + Send + Sync>);
+pub struct HandshakeGate(pub Arc<GateFn>);
+
+/// The function behind a [`HandshakeGate`].
+pub type GateFn = dyn Fn(&[u8; 32], &[u8; 32]) -> HandshakeVerdict + Send + Sync;
 
 impl std::fmt::Debug for HandshakeGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -28,7 +28,16 @@ pub async fn run(
     listen: SocketAddr,
     on_ready: impl FnOnce(SocketAddrV4),
 ) -> Result<(), DriverError> {
-    let dht = spawn(listen, Vec::new()).await?;
+    run_with(listen, Vec::new(), on_ready).await
+}
+
+/// [`run`], joining the bootstrap nodes `others` (which must be up).
+pub async fn run_with(
+    listen: SocketAddr,
+    others: Vec<SocketAddrV4>,
+    on_ready: impl FnOnce(SocketAddrV4),
+) -> Result<(), DriverError> {
+    let dht = spawn(listen, others).await?;
     tracing::info!(addr = %dht.local_addr(), "dht bootstrap node ready");
     on_ready(dht.local_addr());
     dht.closed().await;

@@ -70,22 +70,36 @@ pub struct RunReport {
     pub peers: usize,
 }
 
+/// What a topic loop runs on.
+pub(crate) struct TopicRun {
+    pub host: Arc<dyn TopicHost>,
+    pub dht: Arc<Dht>,
+    pub topic: [u8; 32],
+    pub opts: JoinOptions,
+    pub config: TopicConfig,
+    /// Our LAN address, sent with every walk (announce_local_address).
+    pub local: Option<SocketAddrV4>,
+}
+
 /// Runs a topic until `stop` turns true; unannounces on the way out if it announced.
 /// `first` gets the outcome of the first run.
 pub(crate) async fn run_topic(
-    host: Arc<dyn TopicHost>,
-    dht: Arc<Dht>,
-    topic: [u8; 32],
-    opts: JoinOptions,
-    config: TopicConfig,
-    local: Option<SocketAddrV4>,
+    run: TopicRun,
     first: oneshot::Sender<Result<RunReport, DriverError>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let TopicRun {
+        host,
+        dht,
+        topic,
+        opts,
+        config,
+        local,
+    } = run;
     let mut first = Some(first);
     let mut quick = config.relookup_min;
     loop {
-        let run = async {
+        let walk = async {
             if opts.announce {
                 dht.announce(topic, 0, local).await
             } else {
@@ -93,7 +107,7 @@ pub(crate) async fn run_topic(
             }
         };
         let res = tokio::select! {
-            r = run => r,
+            r = walk => r,
             _ = stop.wait_for(|s| *s) => break,
         };
         let report = res.map(|replies| {
@@ -116,7 +130,9 @@ pub(crate) async fn run_topic(
                 announce = opts.announce,
                 "discovery run done"
             ),
-            Err(e) => tracing::info!(topic = %hex::encode(&topic[..8]), error = %e, "discovery run failed"),
+            Err(e) => {
+                tracing::info!(topic = %hex::encode(&topic[..8]), error = %e, "discovery run failed")
+            }
         }
         let failed_now = report.is_err();
         if let Some(tx) = first.take() {
@@ -147,7 +163,8 @@ pub(crate) async fn run_topic(
         }
     }
     if opts.announce {
-        let r = tokio::time::timeout(config.unannounce_timeout, dht.unannounce(topic, 0, local)).await;
+        let r =
+            tokio::time::timeout(config.unannounce_timeout, dht.unannounce(topic, 0, local)).await;
         if let Ok(Err(e)) = r {
             tracing::debug!(topic = %hex::encode(&topic[..8]), error = %e, "unannounce failed");
         }

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::dedup::{ConnMeta, Dedup, Verdict};
-use super::discovery::{run_topic, JoinOptions, RunReport, TopicConfig, TopicHost};
+use super::discovery::{run_topic, JoinOptions, RunReport, TopicConfig, TopicHost, TopicRun};
 use super::driver::{Dht, DriverError, NodeInfo};
 use super::node::NodeConfig;
 use super::queue::{Added, PeerAddr, PeerQueue};
@@ -492,7 +492,12 @@ impl Swarm {
         if let Some(l) = listener {
             tasks.push(tokio::spawn(accept(inner.clone(), l)));
         }
-        if inner.config.dht.as_ref().is_some_and(|d| d.ephemeral.is_none()) {
+        if inner
+            .config
+            .dht
+            .as_ref()
+            .is_some_and(|d| d.ephemeral.is_none())
+        {
             tasks.push(tokio::spawn(adaptive(inner.clone())));
         }
         Ok(Swarm {
@@ -546,16 +551,15 @@ impl Swarm {
             }
             let (stop, stop_rx) = watch::channel(false);
             let host: Arc<dyn TopicHost> = self.inner.clone();
-            let task = tokio::spawn(run_topic(
+            let run = TopicRun {
                 host,
                 dht,
                 topic,
                 opts,
-                self.inner.config.topics,
-                self.inner.local_announce,
-                first_tx,
-                stop_rx,
-            ));
+                config: self.inner.config.topics,
+                local: self.inner.local_announce,
+            };
+            let task = tokio::spawn(run_topic(run, first_tx, stop_rx));
             st.topics.insert(topic, TopicEntry { opts, stop, task });
         }
         match first_rx.await {
@@ -624,7 +628,11 @@ impl Swarm {
                     .and_then(Result::ok)
             }
         });
-        let seen: Vec<SocketAddrV4> = futures_util::future::join_all(pings).await.into_iter().flatten().collect();
+        let seen: Vec<SocketAddrV4> = futures_util::future::join_all(pings)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         seen.len() >= 2 && seen.iter().all(|a| *a == seen[0])
     }
 

@@ -428,7 +428,11 @@ mod tests {
         assert_eq!(q.poll_timeout(), Some(now + FORGET_UNRESPONSIVE));
         q.handle_timeout(now + FORGET_UNRESPONSIVE);
         assert!(q.is_empty(), "forgotten after the last retry");
-        assert_eq!(q.add(dht_peer(a, 1)), Added::Queued, "rediscovery starts over");
+        assert_eq!(
+            q.add(dht_peer(a, 1)),
+            Added::Queued,
+            "rediscovery starts over"
+        );
     }
 
     #[test]
