@@ -40,6 +40,7 @@ pub struct GlobalOpts {
     pub listen: Option<SocketAddr>,
     pub no_dht: bool,
     pub announce_local: bool,
+    pub mdns: bool,
     pub quiet: bool,
 }
 
@@ -49,6 +50,8 @@ pub struct Env {
     pub quiet: bool,
     /// DHT bootstrap nodes (`None` with `--no-dht`).
     pub bootstrap: Option<Vec<String>>,
+    /// Peers are also looked for on the LAN by mDNS (`--mdns`).
+    pub mdns: bool,
     network: Box<dyn Network>,
 }
 
@@ -66,11 +69,13 @@ impl Env {
             connect: opts.connect,
             listen: opts.listen,
             announce_local_address: opts.announce_local,
+            mdns: opts.mdns,
         }));
         Ok(Env {
             dir,
             quiet: opts.quiet,
             bootstrap,
+            mdns: opts.mdns,
             network,
         })
     }
@@ -157,7 +162,7 @@ pub(crate) async fn open_drive(env: &Env, r: &DriveRef, announce: bool) -> Resul
         match joined {
             Ok(s) => {
                 if let Some(e) = s.dht_error.clone() {
-                    if !held && !env.network.has_explicit_peers() {
+                    if !held && !env.network.has_peers_besides_dht() {
                         s.close().await;
                         bail!("cannot find peers for drive {hexkey}: {e}");
                     }
@@ -639,6 +644,7 @@ pub async fn info(env: &Env, r: DriveRef, as_json: bool) -> Result<()> {
         "peers": peers,
         "listening": swarm.as_ref().and_then(|s| s.local_addr).map(|a| a.to_string()),
         "dht": dht_json,
+        "mdns": env.mdns,
     });
     if as_json {
         return out_line(v);
@@ -653,7 +659,8 @@ pub async fn info(env: &Env, r: DriveRef, as_json: bool) -> Result<()> {
          bytes:          {bytes} ({})\n\
          bytes held:     {held} ({})\n\
          peers:          {peers}\n\
-         dht:            {dht_line}",
+         dht:            {dht_line}\n\
+         lan (mDNS):     {}",
         hex::encode(o.live.key()),
         hex::encode(o.live.discovery_key()),
         hex::encode(o.live.content_feed().key()),
@@ -661,6 +668,11 @@ pub async fn info(env: &Env, r: DriveRef, as_json: bool) -> Result<()> {
         o.view.writable(),
         progress::human(bytes),
         progress::human(held),
+        if env.mdns {
+            "on"
+        } else {
+            "off (--mdns turns it on)"
+        },
     ))
 }
 
@@ -731,7 +743,7 @@ async fn open_mounts(drive: &Drive) -> Vec<Drive> {
 
 pub async fn seed(env: &Env, keys: Vec<DriveRef>) -> Result<()> {
     if !env.network.can_reach_peers() {
-        bail!("seed needs peers: drop --no-dht to announce on the DHT, or give --listen HOST:PORT or --connect HOST:PORT");
+        bail!("seed needs peers: drop --no-dht to announce on the DHT, or give --mdns, --listen HOST:PORT or --connect HOST:PORT");
     }
     let keys: Vec<[u8; 32]> = if keys.is_empty() {
         env.registry()?.keys().into_iter().map(|(k, _)| k).collect()
@@ -819,6 +831,12 @@ pub async fn seed(env: &Env, keys: Vec<DriveRef>) -> Result<()> {
 
 /// Says on stderr how the first DHT announce went (a failure is retried in the background).
 fn report_dht(env: &Env, session: &Session, drives: usize) {
+    if env.mdns {
+        say(
+            env,
+            format!("answering for {drives} drive(s) on the LAN (mDNS)"),
+        );
+    }
     if env.bootstrap.is_none() {
         return;
     }

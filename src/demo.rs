@@ -123,6 +123,7 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
         connect: Vec::new(),
         listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         announce_local_address: false,
+        mdns: false,
     });
     let source: Arc<dyn FeedSource> = Arc::new(store.clone());
     let seeding = seeder
@@ -158,6 +159,7 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
         listen: None,
         no_dht: false,
         announce_local: false,
+        mdns: false,
         quiet: true,
     })?;
     let r = DriveRef {

@@ -51,6 +51,10 @@ struct Cli {
     /// directly (off by default, as in hyperswarm).
     #[arg(long, global = true)]
     announce_local: bool,
+    /// Also find peers on the local network by multicast DNS (224.0.0.251:5353), as
+    /// Node hyperswarm peers do. Off by default: it multicasts on every interface.
+    #[arg(long, global = true, env = "HYPERMOUNT_MDNS", value_parser = clap::builder::BoolishValueParser::new())]
+    mdns: bool,
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -185,6 +189,7 @@ fn main() -> ExitCode {
             listen: cli.listen,
             no_dht: cli.no_dht,
             announce_local: cli.announce_local,
+            mdns: cli.mdns,
             quiet: cli.quiet,
         })?;
         match cli.command {

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use hyperdrive::protocol::driver::{ConnectionStats, FeedSource, ReplicateOptions};
-use hyperdrive::swarm::{DhtSettings, Replicator, Swarm, SwarmConfig, SwarmStatus, TopicConfig};
+use hyperdrive::swarm::{
+    DhtSettings, MdnsConfig, Replicator, Swarm, SwarmConfig, SwarmStatus, TopicConfig,
+};
 
 pub use hyperdrive::swarm::JoinOptions;
 
@@ -45,8 +47,9 @@ pub trait Network: Send + Sync {
     /// Whether peers come only from the DHT (no `--connect`/`--listen`): one-shot
     /// reads of a drive written here need no peers then.
     fn dht_only(&self) -> bool;
-    /// Whether `--connect` peers were given.
-    fn has_explicit_peers(&self) -> bool;
+    /// Whether peers can come from somewhere besides the DHT (`--connect` peers or
+    /// mDNS), so a DHT failure need not be fatal.
+    fn has_peers_besides_dht(&self) -> bool;
 }
 
 /// Live connections of one join: counts, totals, and the way to end them.
@@ -133,6 +136,8 @@ pub struct NetConfig {
     pub listen: Option<SocketAddr>,
     /// Announce our LAN address with DHT records, for peers on our /16.
     pub announce_local_address: bool,
+    /// Also find peers on the LAN by multicast DNS (`--mdns`).
+    pub mdns: bool,
 }
 
 /// The swarm-backed [`Network`].
@@ -199,6 +204,7 @@ impl Network for SwarmNetwork {
         self.config.bootstrap.is_some()
             || !self.config.connect.is_empty()
             || self.config.listen.is_some()
+            || self.config.mdns
     }
 
     fn dht_only(&self) -> bool {
@@ -207,8 +213,8 @@ impl Network for SwarmNetwork {
             && self.config.listen.is_none()
     }
 
-    fn has_explicit_peers(&self) -> bool {
-        !self.config.connect.is_empty()
+    fn has_peers_besides_dht(&self) -> bool {
+        !self.config.connect.is_empty() || self.config.mdns
     }
 
     fn join<'a>(
@@ -234,6 +240,7 @@ impl Network for SwarmNetwork {
                 dht,
                 topics: TopicConfig::default(),
                 announce_local_address: self.config.announce_local_address,
+                mdns: self.config.mdns.then(MdnsConfig::default),
                 ..SwarmConfig::default()
             };
             let swarm = Swarm::bind(config).await.map_err(|e| anyhow!(e))?;
@@ -247,7 +254,7 @@ impl Network for SwarmNetwork {
             }
             let mut dht_error = None;
             let mut dht_peers = 0;
-            if swarm.dht().is_some() {
+            if swarm.dht().is_some() || self.config.mdns {
                 let runs = discovery_keys.iter().map(|dk| swarm.join(*dk, opts));
                 let results = futures_util::future::join_all(runs).await;
                 let mut errors = Vec::new();

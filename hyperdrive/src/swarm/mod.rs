@@ -8,6 +8,7 @@
 //! - [`bootstrap`]: a standalone bootstrap node (`hypermount dht bootstrap`).
 //! - [`queue`]: which discovered peer to dial next, and when to retry (sans-IO).
 //! - [`dedup`]: one connection per pair of peers, decided on the Noise keys (sans-IO).
+//! - [`mdns`]: LAN discovery by multicast DNS, as the reference (off unless asked for).
 //! - [`discovery`]: a joined topic's announce/lookup refresh loop.
 //! - [`network`]: the [`Swarm`]: one port for TCP and the DHT, dials, accepts, and the
 //!   connections handed to replication.
@@ -17,6 +18,7 @@ pub mod bootstrap;
 pub mod dedup;
 pub mod discovery;
 pub mod driver;
+pub mod mdns;
 pub mod network;
 pub mod node;
 pub mod peers;
@@ -26,6 +28,7 @@ pub mod routing;
 pub mod wire;
 
 pub use discovery::{JoinOptions, RunReport, TopicConfig};
+pub use mdns::MdnsConfig;
 pub use network::{
     Connection, ConnectionInfo, DhtSettings, Swarm, SwarmConfig, SwarmError, SwarmStatus,
 };

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use super::dedup::{ConnMeta, Dedup, Verdict};
 use super::discovery::{run_topic, JoinOptions, RunReport, TopicConfig, TopicHost, TopicRun};
 use super::driver::{Dht, DriverError, NodeInfo};
+use super::mdns::{LocalPeer, MdnsConfig, MdnsError, MdnsService, MdnsSocket};
 use super::node::NodeConfig;
 use super::queue::{Added, PeerAddr, PeerQueue};
 use crate::protocol::driver::HandshakeVerdict;
@@ -60,8 +61,12 @@ pub enum SwarmError {
     },
     #[error("DHT: {0}")]
     Dht(#[from] DriverError),
-    #[error("this swarm has no DHT (it only dials given peers and accepts connections)")]
+    #[error(
+        "this swarm has no DHT and no mDNS (it only dials given peers and accepts connections)"
+    )]
     NoDht,
+    #[error(transparent)]
+    Mdns(#[from] MdnsError),
     #[error("too many topics joined (limit {MAX_TOPICS})")]
     TooManyTopics,
     #[error("the swarm has been destroyed")]
@@ -93,6 +98,9 @@ pub struct SwarmConfig {
     /// peers on our /16 can reach us directly (hyperswarm `announceLocalAddress`, off by
     /// default).
     pub announce_local_address: bool,
+    /// Find peers on the LAN by multicast DNS too (off by default: it multicasts on
+    /// every interface).
+    pub mdns: Option<MdnsConfig>,
 }
 
 impl Default for SwarmConfig {
@@ -104,6 +112,7 @@ impl Default for SwarmConfig {
             dial_timeout: DIAL_TIMEOUT,
             topics: TopicConfig::default(),
             announce_local_address: false,
+            mdns: None,
         }
     }
 }
@@ -269,6 +278,7 @@ struct Inner {
     conn_tx: mpsc::Sender<Connection>,
     /// Our address to send with lookups/announces (announce_local_address).
     local_announce: Option<SocketAddrV4>,
+    mdns: Option<Arc<MdnsService>>,
 }
 
 impl Inner {
@@ -432,8 +442,10 @@ impl Swarm {
     /// Bind and start. With a DHT the bootstrap walk starts at once; joins wait for it.
     pub async fn bind(config: SwarmConfig) -> Result<Swarm, SwarmError> {
         let (listener, udp) = match (&config.dht, config.bind) {
-            (None, None) => (None, None),
-            (None, Some(addr)) => {
+            (None, None) if config.mdns.is_none() => (None, None),
+            (None, bind) => {
+                // With mDNS we answer with a port, so we listen on one.
+                let addr = bind.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
                 let l = TcpListener::bind(addr)
                     .await
                     .map_err(|source| SwarmError::Bind { addr, source })?;
@@ -467,28 +479,55 @@ impl Swarm {
             (true, Some(a)) => first_local_ipv4().map(|ip| SocketAddrV4::new(ip, a.port())),
             _ => None,
         };
+        let mdns_socket = match &config.mdns {
+            Some(m) => Some(MdnsSocket::open(m)?),
+            None => None,
+        };
         let (conn_tx, conn_rx) = mpsc::channel(CONNECTION_QUEUE);
-        let inner = Arc::new(Inner {
-            state: Mutex::new(State {
-                queue: PeerQueue::new(),
-                dedup: Dedup::new(),
-                conns: HashMap::new(),
-                dialing: 0,
-                next_id: 1,
-                topics: HashMap::new(),
-                destroyed: false,
-                connected_total: 0,
-                dial_failures: 0,
-            }),
-            wake: Notify::new(),
-            lonely: Notify::new(),
-            local_addr,
-            dht,
-            conn_tx,
-            local_announce,
-            config,
+        let mut tasks = Vec::new();
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            // LAN peers go to the queue as DHT peers do (the service holds only a weak
+            // reference, so dropping the swarm frees it).
+            let mdns = mdns_socket.map(|socket| {
+                let weak = weak.clone();
+                let found = Box::new(move |p: LocalPeer| {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.found(PeerAddr {
+                            addr: p.addr,
+                            local: true,
+                            to: None,
+                            referrer: None,
+                            topic: Some(p.topic),
+                        });
+                    }
+                });
+                let (svc, task) = MdnsService::spawn(socket, found);
+                tasks.push(task);
+                svc
+            });
+            Inner {
+                state: Mutex::new(State {
+                    queue: PeerQueue::new(),
+                    dedup: Dedup::new(),
+                    conns: HashMap::new(),
+                    dialing: 0,
+                    next_id: 1,
+                    topics: HashMap::new(),
+                    destroyed: false,
+                    connected_total: 0,
+                    dial_failures: 0,
+                }),
+                wake: Notify::new(),
+                lonely: Notify::new(),
+                local_addr,
+                dht,
+                conn_tx,
+                local_announce,
+                config,
+                mdns,
+            }
         });
-        let mut tasks = vec![tokio::spawn(schedule(inner.clone()))];
+        tasks.push(tokio::spawn(schedule(inner.clone())));
         if let Some(l) = listener {
             tasks.push(tokio::spawn(accept(inner.clone(), l)));
         }
@@ -535,7 +574,39 @@ impl Swarm {
     /// ended, with what it found. Joining a joined topic restarts its loop (a fresh run
     /// at once, as hyperswarm does).
     pub async fn join(&self, topic: [u8; 32], opts: JoinOptions) -> Result<RunReport, SwarmError> {
-        let dht = self.inner.dht.clone().ok_or(SwarmError::NoDht)?;
+        if self.inner.dht.is_none() && self.inner.mdns.is_none() {
+            return Err(SwarmError::NoDht);
+        }
+        if let Some(mdns) = &self.inner.mdns {
+            let port = match (opts.announce, self.inner.local_addr) {
+                (true, Some(a)) => Some(a.port()),
+                _ => None,
+            };
+            mdns.join(topic, port, opts.lookup).await;
+        }
+        let Some(dht) = self.inner.dht.clone() else {
+            // mDNS only: the topic is registered above; keep an entry so leave() works.
+            let (stop, mut stop_rx) = watch::channel(false);
+            let task = tokio::spawn(async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            });
+            let mut st = self.inner.state();
+            if st.destroyed {
+                task.abort();
+                return Err(SwarmError::Destroyed);
+            }
+            if !st.topics.contains_key(&topic) && st.topics.len() >= MAX_TOPICS {
+                task.abort();
+                return Err(SwarmError::TooManyTopics);
+            }
+            if let Some(old) = st.topics.insert(topic, TopicEntry { opts, stop, task }) {
+                old.task.abort();
+            }
+            return Ok(RunReport {
+                replies: 0,
+                peers: 0,
+            });
+        };
         dht.ready().await?;
         let (first_tx, first_rx) = oneshot::channel();
         {
@@ -580,6 +651,9 @@ impl Swarm {
                 abort.abort();
             }
             let _ = t.opts;
+        }
+        if let Some(mdns) = &self.inner.mdns {
+            mdns.leave(topic);
         }
         self.inner.state().queue.remove_topic(topic);
     }
