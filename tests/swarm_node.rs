@@ -317,3 +317,34 @@ async fn node_uses_rust_bootstrap() {
         "{found:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_holepunches_a_node_peer_through_a_node_referrer() {
+    // R relays; B is another Node DHT node that answers the relayed punch.
+    let (_r, r_port) = node_bootstrap();
+    let (_b, b_port) = node_bootstrap();
+    let a = rust_node(r_port).await;
+    let r = SocketAddrV4::new([127, 0, 0, 1].into(), r_port);
+    let b = SocketAddrV4::new([127, 0, 0, 1].into(), b_port);
+    let seen = tokio::time::timeout(Duration::from_secs(15), a.holepunch(b, r))
+        .await
+        .expect("holepunch bounded")
+        .expect("B answered the punch relayed by R");
+    assert_eq!(seen, a.local_addr(), "B reports our address as it saw it");
+    // Through a referrer that isn't there, it times out (after its retries).
+    let dead = SocketAddrV4::new([127, 0, 0, 1].into(), free_udp_port());
+    let nobody = SocketAddrV4::new([127, 0, 0, 1].into(), free_udp_port());
+    let err = a.holepunch(nobody, dead).await.unwrap_err();
+    assert!(
+        err.to_string().contains("timed out") || err.to_string().contains("imeout"),
+        "{err}"
+    );
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hyperdrive::swarm::driver::{Dht, DriverError};
 use hyperdrive::swarm::node::{DhtError, DhtNode, Event, NodeConfig};
-use hyperdrive::swarm::wire::{encode_peer, Message, MessageType, PeersInput};
+use hyperdrive::swarm::wire::{encode_peer, Holepunch, Message, MessageType, PeersInput};
 
 fn lo(port: u16) -> SocketAddrV4 {
     SocketAddrV4::new([127, 0, 0, 1].into(), port)
@@ -411,4 +411,115 @@ fn in_memory_walk_ephemeral_and_persistent() {
         Message::decode(&bytes).unwrap().id.as_deref(),
         Some(&net[1].1.id()[..])
     );
+}
+
+/// Like [`pump`], but `pass(from, to)` decides which datagrams arrive (a NAT's filter).
+fn pump_filtered(
+    nodes: &mut [(SocketAddrV4, DhtNode)],
+    now: Instant,
+    mut pass: impl FnMut(SocketAddrV4, SocketAddrV4) -> bool,
+) {
+    for _ in 0..1000 {
+        let mut moved = false;
+        for i in 0..nodes.len() {
+            let from = nodes[i].0;
+            while let Some((to, bytes)) = nodes[i].1.poll_transmit() {
+                moved = true;
+                if !pass(from, to) {
+                    continue;
+                }
+                if let Some(j) = nodes.iter().position(|(a, _)| *a == to) {
+                    nodes[j].1.handle_datagram(from, &bytes, now);
+                }
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+    panic!("network never went quiet");
+}
+
+#[test]
+fn holepunch_through_a_referrer_opens_both_nats() {
+    let t0 = Instant::now();
+    let (a, r, b) = (lo(1), lo(2), lo(3));
+    let mut net = vec![
+        (a, DhtNode::new(NodeConfig::default(), t0)),
+        (r, DhtNode::new(NodeConfig::default(), t0)),
+        (b, DhtNode::new(NodeConfig::default(), t0)),
+    ];
+    // Each of A and B sits behind a NAT that lets in only datagrams from addresses it
+    // has sent to (the referrer is such an address for both).
+    let mut opened: Vec<(SocketAddrV4, SocketAddrV4)> = vec![(a, r), (b, r)];
+    let ping = net[0].1.holepunch(b, r);
+    let sent: Vec<(SocketAddrV4, Vec<u8>)> = drain(&mut net[0].1);
+    assert_eq!(
+        sent.len(),
+        2,
+        "one datagram to the peer, one to the referrer"
+    );
+    assert_eq!(sent[0].0, b);
+    assert_eq!(sent[1].0, r);
+    let direct = Message::decode(&sent[0].1).unwrap();
+    let relayed = Message::decode(&sent[1].1).unwrap();
+    assert_eq!(direct.command.as_deref(), Some("_holepunch"));
+    assert_eq!(direct.value, None, "the direct punch carries nothing");
+    assert_eq!(direct.rid, relayed.rid, "both carry the same rid");
+    let hp = Holepunch::decode(relayed.value.as_deref().unwrap()).unwrap();
+    assert_eq!(hp.to.as_deref(), Some(&encode_peer(b)[..]));
+    // A's direct punch hits B's closed NAT (and opens A's toward B); the referrer gets
+    // its copy.
+    opened.push((a, b));
+    net[1].1.handle_datagram(a, &sent[1].1, t0);
+    let mut dropped = 0;
+    pump_filtered(&mut net, t0, |from, to| {
+        let pass = to == r || opened.contains(&(to, from));
+        if !pass {
+            dropped += 1;
+        }
+        opened.push((from, to));
+        pass
+    });
+    assert_eq!(
+        dropped, 0,
+        "B's answer passes A's NAT, opened by the direct punch"
+    );
+    let mut result = None;
+    while let Some(ev) = net[0].1.poll_event() {
+        if let Event::Pong { ping: p, result: r } = ev {
+            assert_eq!(p, ping);
+            result = Some(r);
+        }
+    }
+    assert_eq!(result, Some(Ok(a)), "B answered A directly");
+}
+
+#[test]
+fn holepunch_through_a_dead_referrer_times_out_punching_on_every_try() {
+    let t0 = Instant::now();
+    let mut node = DhtNode::new(NodeConfig::default(), t0);
+    let ping = node.holepunch(lo(9), lo(8));
+    let mut to_referrer = drain(&mut node)
+        .iter()
+        .filter(|(to, _)| *to == lo(8))
+        .count();
+    let mut done = None;
+    for step in 1..=12u32 {
+        let now = t0 + Duration::from_millis(750) * step;
+        node.handle_timeout(now);
+        to_referrer += drain(&mut node)
+            .iter()
+            .filter(|(to, _)| *to == lo(8))
+            .count();
+        while let Some(ev) = node.poll_event() {
+            if let Event::Pong { ping: p, result } = ev {
+                assert_eq!(p, ping);
+                assert_eq!(result, Err(DhtError::Timeout(lo(9))));
+                done.get_or_insert(now - t0);
+            }
+        }
+    }
+    assert_eq!(to_referrer, 3);
+    assert_eq!(done, Some(Duration::from_millis(7500)));
 }

@@ -63,6 +63,11 @@ enum Command {
         SocketAddrV4,
         oneshot::Sender<Result<SocketAddrV4, DhtError>>,
     ),
+    Holepunch(
+        SocketAddrV4,
+        SocketAddrV4,
+        oneshot::Sender<Result<SocketAddrV4, DhtError>>,
+    ),
     Lookup([u8; 32], Option<SocketAddrV4>, oneshot::Sender<Replies>),
     Announce(
         [u8; 32],
@@ -149,6 +154,18 @@ impl Dht {
     /// `_ping` a node; returns our address as it saw it.
     pub async fn ping(&self, addr: SocketAddrV4) -> Result<SocketAddrV4, DriverError> {
         Ok(self.call(|tx| Command::Ping(addr, tx)).await??)
+    }
+
+    /// Holepunch `peer` through `referrer` (the DHT node that reported it); resolves
+    /// once the peer answered us, with our address as it saw it.
+    pub async fn holepunch(
+        &self,
+        peer: SocketAddrV4,
+        referrer: SocketAddrV4,
+    ) -> Result<SocketAddrV4, DriverError> {
+        Ok(self
+            .call(|tx| Command::Holepunch(peer, referrer, tx))
+            .await??)
     }
 
     /// Find peers announced under `topic`.
@@ -325,6 +342,9 @@ fn handle_command(
         }
         Command::Ping(addr, tx) => {
             pings.insert(node.ping(addr), tx);
+        }
+        Command::Holepunch(peer, referrer, tx) => {
+            pings.insert(node.holepunch(peer, referrer), tx);
         }
         Command::Lookup(t, l, tx) => start(node.lookup(t, l), tx),
         Command::Announce(t, p, l, tx) => start(node.announce(t, p, l), tx),

@@ -152,6 +152,8 @@ enum Purpose {
 struct Request {
     dest: SocketAddrV4,
     bytes: Vec<u8>,
+    /// A holepunch's relayed copy (to the referrer), sent with every try.
+    punch: Option<(SocketAddrV4, Vec<u8>)>,
     timeout: u8,
     tries: u8,
     expected_id: Option<[u8; 32]>,
@@ -162,6 +164,8 @@ struct Request {
 struct Outgoing {
     dest: SocketAddrV4,
     msg: Message,
+    /// Holepunch through this referrer (spec 1.12 step 2).
+    punch_via: Option<SocketAddrV4>,
     expected_id: Option<[u8; 32]>,
     purpose: Purpose,
 }
@@ -360,6 +364,26 @@ impl DhtNode {
         self.next_ping += 1;
         let msg = self.request_message(MessageType::Query, addr, "_ping", None, None);
         self.request(addr, msg, None, Purpose::UserPing(ping));
+        ping
+    }
+
+    /// Holepunch `peer` through `referrer`, the node that reported it (spec 1.12): a
+    /// `_holepunch` to the peer opens our NAT toward it, the same request relayed by the
+    /// referrer makes the peer answer us, which opens its NAT toward us. Answered by
+    /// [`Event::Pong`] once the peer's answer arrives (with our address as it saw it),
+    /// or with a timeout after the usual retries (each retry punches again).
+    pub fn holepunch(&mut self, peer: SocketAddrV4, referrer: SocketAddrV4) -> PingId {
+        let ping = self.next_ping;
+        self.next_ping += 1;
+        let msg = self.request_message(MessageType::Query, peer, "_holepunch", None, None);
+        let out = Outgoing {
+            dest: peer,
+            msg,
+            punch_via: (referrer != peer).then_some(referrer),
+            expected_id: None,
+            purpose: Purpose::UserPing(ping),
+        };
+        self.enqueue(out);
         ping
     }
 
@@ -667,6 +691,7 @@ impl DhtNode {
         let out = Outgoing {
             dest: addr,
             msg,
+            punch_via: None,
             expected_id: Some(next),
             purpose: Purpose::Replace,
         };
@@ -748,9 +773,14 @@ impl DhtNode {
         let out = Outgoing {
             dest,
             msg,
+            punch_via: None,
             expected_id,
             purpose,
         };
+        self.enqueue(out);
+    }
+
+    fn enqueue(&mut self, out: Outgoing) {
         if !self.pending.is_empty() || self.saturated() {
             if self.pending.len() >= MAX_PENDING {
                 self.fail(out.purpose, out.expected_id, out.dest, DhtError::QueueFull);
@@ -775,11 +805,29 @@ impl DhtNode {
             self.sends.push_back(self.now);
         }
         self.transmit(out.dest, bytes.clone());
+        // The referrer gets the same rid, so the peer's answer (sent with it) completes
+        // this request.
+        let punch = out.punch_via.map(|via| {
+            let mut relay = out.msg.clone();
+            relay.to = Some(encode_peer(via).to_vec());
+            relay.value = Some(
+                Holepunch {
+                    from: None,
+                    to: Some(encode_peer(out.dest).to_vec()),
+                }
+                .encode(),
+            );
+            (via, relay.encode())
+        });
+        if let Some((via, b)) = &punch {
+            self.transmit(*via, b.clone());
+        }
         self.requests.insert(
             rid,
             Request {
                 dest: out.dest,
                 bytes,
+                punch,
                 timeout: 4,
                 tries: 0,
                 expected_id: out.expected_id,
@@ -810,7 +858,11 @@ impl DhtNode {
                     req.tries += 1;
                     req.timeout = 4;
                     let (dest, bytes) = (req.dest, req.bytes.clone());
+                    let punch = req.punch.clone();
                     self.transmit(dest, bytes);
+                    if let Some((via, b)) = punch {
+                        self.transmit(via, b);
+                    }
                 }
                 continue;
             }
