@@ -13,6 +13,7 @@ use hyperdrive::drive::{Drive, DriveError, DriveOptions, Stat};
 use hyperdrive::protocol::driver::FeedSource;
 use hyperdrive::protocol::replicate::SharedFeed;
 use hyperdrive::store::Corestore;
+use hyperdrive::swarm::Transports;
 use serde_json::json;
 
 use crate::keyarg::DriveRef;
@@ -41,6 +42,7 @@ pub struct GlobalOpts {
     pub no_dht: bool,
     pub announce_local: bool,
     pub mdns: bool,
+    pub transports: Transports,
     pub quiet: bool,
 }
 
@@ -70,6 +72,7 @@ impl Env {
             listen: opts.listen,
             announce_local_address: opts.announce_local,
             mdns: opts.mdns,
+            transports: opts.transports,
         }));
         Ok(Env {
             dir,

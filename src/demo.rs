@@ -124,6 +124,7 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
         listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         announce_local_address: false,
         mdns: false,
+        transports: Default::default(),
     });
     let source: Arc<dyn FeedSource> = Arc::new(store.clone());
     let seeding = seeder
@@ -160,6 +161,7 @@ pub async fn run(storage: Option<PathBuf>) -> Result<()> {
         no_dht: false,
         announce_local: false,
         mdns: false,
+        transports: Default::default(),
         quiet: true,
     })?;
     let r = DriveRef {

@@ -18,6 +18,7 @@ mod progress;
 mod storage;
 mod sync;
 
+use hyperdrive::swarm::Transports;
 use keyarg::DriveRef;
 
 #[derive(Parser, Debug)]
@@ -55,6 +56,10 @@ struct Cli {
     /// Node hyperswarm peers do. Off by default: it multicasts on every interface.
     #[arg(long, global = true, env = "HYPERMOUNT_MDNS", value_parser = clap::builder::BoolishValueParser::new())]
     mdns: bool,
+    /// Transports to dial and accept peers on, comma-separated: tcp, utp (uTP shares the
+    /// DHT's UDP port and reaches peers behind NATs after a holepunch).
+    #[arg(long, global = true, env = "HYPERMOUNT_TRANSPORTS", default_value = "tcp,utp", value_parser = network::parse_transports)]
+    transports: Transports,
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -190,6 +195,7 @@ fn main() -> ExitCode {
             no_dht: cli.no_dht,
             announce_local: cli.announce_local,
             mdns: cli.mdns,
+            transports: cli.transports,
             quiet: cli.quiet,
         })?;
         match cli.command {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use hyperdrive::protocol::driver::{ConnectionStats, FeedSource, ReplicateOptions};
 use hyperdrive::swarm::{
-    DhtSettings, MdnsConfig, Replicator, Swarm, SwarmConfig, SwarmStatus, TopicConfig,
+    DhtSettings, MdnsConfig, Replicator, Swarm, SwarmConfig, SwarmStatus, TopicConfig, Transports,
 };
 
 pub use hyperdrive::swarm::JoinOptions;
@@ -138,6 +138,31 @@ pub struct NetConfig {
     pub announce_local_address: bool,
     /// Also find peers on the LAN by multicast DNS (`--mdns`).
     pub mdns: bool,
+    /// `--transports`.
+    pub transports: Transports,
+}
+
+/// Parses `--transports`: `tcp`, `utp` or both, comma-separated.
+pub fn parse_transports(s: &str) -> std::result::Result<Transports, String> {
+    let mut t = Transports {
+        tcp: false,
+        utp: false,
+    };
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.to_ascii_lowercase().as_str() {
+            "tcp" => t.tcp = true,
+            "utp" => t.utp = true,
+            other => {
+                return Err(format!(
+                    "unknown transport {other:?} (use tcp, utp or tcp,utp)"
+                ))
+            }
+        }
+    }
+    if !t.tcp && !t.utp {
+        return Err("give at least one transport: tcp, utp or tcp,utp".into());
+    }
+    Ok(t)
 }
 
 /// The swarm-backed [`Network`].
@@ -241,6 +266,7 @@ impl Network for SwarmNetwork {
                 topics: TopicConfig::default(),
                 announce_local_address: self.config.announce_local_address,
                 mdns: self.config.mdns.then(MdnsConfig::default),
+                transports: self.config.transports,
                 ..SwarmConfig::default()
             };
             let swarm = Swarm::bind(config).await.map_err(|e| anyhow!(e))?;
@@ -313,6 +339,26 @@ pub fn bootstrap_list(given: &[String]) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_lists() {
+        let both = Transports {
+            tcp: true,
+            utp: true,
+        };
+        assert_eq!(parse_transports("tcp,utp"), Ok(both));
+        assert_eq!(parse_transports(" UTP , tcp "), Ok(both));
+        assert_eq!(
+            parse_transports("utp"),
+            Ok(Transports {
+                tcp: false,
+                utp: true
+            })
+        );
+        for bad in ["", ",", "quic", "tcp,udp"] {
+            assert!(parse_transports(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn bootstrap_lists() {

@@ -13,7 +13,7 @@ use hyperdrive::protocol::replicate::SharedFeed;
 use hyperdrive::swarm::bootstrap;
 use hyperdrive::swarm::driver::Dht;
 use hyperdrive::swarm::{
-    DhtSettings, JoinOptions, Replicator, Swarm, SwarmConfig, SwarmError, TopicConfig,
+    DhtSettings, JoinOptions, Replicator, Swarm, SwarmConfig, SwarmError, TopicConfig, Transports,
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -290,4 +290,46 @@ async fn a_dead_bootstrap_fails_clearly() {
     assert!(started.elapsed() < Duration::from_secs(25));
     assert!(!swarm.holepunchable().await);
     swarm.destroy().await;
+}
+
+/// A seeder that takes no TCP (as one behind a NAT): the reader's TCP dial fails, and it
+/// reaches the seeder over uTP after a holepunch through the bootstrap node that reported
+/// it, on the port the DHT uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utp_after_a_holepunch_reaches_a_seeder_without_tcp() {
+    let boot = private_dht().await;
+    let (kp, w) = writer(300);
+    let topic = w.discovery_key();
+    let utp_only = SwarmConfig {
+        transports: Transports {
+            tcp: false,
+            utp: true,
+        },
+        ..config(&boot)
+    };
+    let (seeder, seed_rep) = peer(&boot, w.clone(), Some(utp_only)).await;
+    seeder.join(topic, ANNOUNCE).await.unwrap();
+    let port = seeder.local_addr().unwrap().port();
+    assert!(
+        std::net::TcpStream::connect(lo(port)).is_err(),
+        "no TCP listener"
+    );
+
+    let r = reader(&kp);
+    let (reading, read_rep) = peer(&boot, r.clone(), None).await;
+    reading.join(topic, LOOKUP).await.unwrap();
+    for i in [0, 150, 299] {
+        assert_eq!(r.get(i, T).await.unwrap(), block(i));
+    }
+    // The whole feed (1.2 MB) over uTP.
+    for i in 0..300 {
+        assert_eq!(r.get(i, T).await.unwrap(), block(i));
+    }
+    assert_eq!(read_rep.peers(), 1);
+    let st = reading.status().await;
+    assert_eq!((st.connections, st.utp_connections), (1, 1), "{st:?}");
+    eventually("the seeder counts the reader", || seed_rep.peers() == 1).await;
+    assert_eq!(seeder.status().await.utp_connections, 1);
+    reading.destroy().await;
+    seeder.destroy().await;
 }

@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::node::{DhtError, DhtNode, Event, NodeConfig, PingId, QueryId, Reply};
+use super::utp::{is_utp, UtpInbox};
 use super::wire::{decode_local_peers, decode_peer_list, PeersOutput, MAX_PACKET};
 
 /// Commands queued to the driver task.
@@ -116,13 +118,23 @@ impl Dht {
     /// DHT's UDP socket on the same port number, as the reference does (spec 0). Datagrams
     /// that are not DHT messages (uTP, which Node peers also send there) are dropped.
     pub fn with_socket(socket: UdpSocket, config: NodeConfig) -> Result<Dht, DriverError> {
+        Dht::with_shared_socket(Arc::new(socket), config, None)
+    }
+
+    /// Like [`Dht::with_socket`], on a socket shared with uTP: datagrams that look like
+    /// uTP go to `utp` instead of being dropped.
+    pub fn with_shared_socket(
+        socket: Arc<UdpSocket>,
+        config: NodeConfig,
+        utp: Option<Arc<UtpInbox>>,
+    ) -> Result<Dht, DriverError> {
         let local_addr = match socket.local_addr()? {
             SocketAddr::V4(a) => a,
             other => return Err(DriverError::NotIpv4(other)),
         };
         let node = DhtNode::new(config, tokio::time::Instant::now().into_std());
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let task = tokio::spawn(run(socket, node, rx));
+        let task = tokio::spawn(run(socket, node, rx, utp));
         Ok(Dht {
             tx,
             local_addr,
@@ -259,7 +271,12 @@ struct Waiting {
     done: oneshot::Sender<Replies>,
 }
 
-async fn run(socket: UdpSocket, mut node: DhtNode, mut rx: mpsc::Receiver<Command>) {
+async fn run(
+    socket: Arc<UdpSocket>,
+    mut node: DhtNode,
+    mut rx: mpsc::Receiver<Command>,
+    utp: Option<Arc<UtpInbox>>,
+) {
     let mut buf = vec![0u8; 65536];
     let mut ready_waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut pings: HashMap<PingId, oneshot::Sender<Result<SocketAddrV4, DhtError>>> =
@@ -295,6 +312,13 @@ async fn run(socket: UdpSocket, mut node: DhtNode, mut rx: mpsc::Receiver<Comman
         let deadline = tokio::time::Instant::from_std(node.poll_timeout());
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) if utp.is_some() && is_utp(&buf[..n]) => {
+                    if let Some(inbox) = &utp {
+                        if !inbox.push(&buf[..n], from) {
+                            tracing::trace!(%from, "uTP inbox full: datagram dropped");
+                        }
+                    }
+                }
                 Ok((n, SocketAddr::V4(from))) => {
                     node.handle_datagram(from, &buf[..n.min(MAX_PACKET + 1)], std::time::Instant::now());
                 }

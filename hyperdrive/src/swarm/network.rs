@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::dedup::{ConnMeta, Dedup, Verdict};
 use super::discovery::{run_topic, JoinOptions, RunReport, TopicConfig, TopicHost, TopicRun};
@@ -33,6 +34,8 @@ use super::driver::{Dht, DriverError, NodeInfo};
 use super::mdns::{LocalPeer, MdnsConfig, MdnsError, MdnsService, MdnsSocket};
 use super::node::NodeConfig;
 use super::queue::{Added, PeerAddr, PeerQueue};
+use super::stream::PeerStream;
+use super::utp::{self, Utp, UtpInbox};
 use crate::protocol::driver::HandshakeVerdict;
 
 /// hyperswarm's default peer limit (dialled plus accepted connections).
@@ -101,6 +104,26 @@ pub struct SwarmConfig {
     /// Find peers on the LAN by multicast DNS too (off by default: it multicasts on
     /// every interface).
     pub mdns: Option<MdnsConfig>,
+    /// Which transports to accept and dial.
+    pub transports: Transports,
+}
+
+/// hyperswarm's two transports on one port number. uTP needs the DHT (it shares its UDP
+/// socket, and reaches peers behind NATs after a holepunch through the DHT node that
+/// reported them); without a DHT only TCP is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports {
+    pub tcp: bool,
+    pub utp: bool,
+}
+
+impl Default for Transports {
+    fn default() -> Self {
+        Transports {
+            tcp: true,
+            utp: true,
+        }
+    }
 }
 
 impl Default for SwarmConfig {
@@ -113,13 +136,14 @@ impl Default for SwarmConfig {
             topics: TopicConfig::default(),
             announce_local_address: false,
             mdns: None,
+            transports: Transports::default(),
         }
     }
 }
 
 /// A connection the swarm made or accepted.
 pub struct Connection {
-    pub stream: TcpStream,
+    pub stream: PeerStream,
     pub info: ConnectionInfo,
 }
 
@@ -132,6 +156,8 @@ pub struct ConnectionInfo {
     pub peer: Option<PeerAddr>,
     /// The socket's remote address.
     pub remote_addr: SocketAddr,
+    /// TCP (else uTP).
+    pub tcp: bool,
     kill: watch::Receiver<bool>,
     inner: Arc<Inner>,
 }
@@ -143,6 +169,7 @@ impl std::fmt::Debug for ConnectionInfo {
             .field("client", &self.client)
             .field("peer", &self.peer)
             .field("remote_addr", &self.remote_addr)
+            .field("tcp", &self.tcp)
             .finish()
     }
 }
@@ -170,7 +197,7 @@ impl ConnectionInfo {
         let meta = ConnMeta {
             id: self.id,
             client: self.client,
-            tcp: true,
+            tcp: self.tcp,
         };
         let verdict = st.dedup.decide(local, remote, meta);
         let peer = self.peer.as_ref().map(|p| p.addr);
@@ -220,6 +247,7 @@ impl Drop for ConnectionInfo {
 
 struct ConnEntry {
     client: bool,
+    tcp: bool,
     peer: Option<SocketAddrV4>,
     remote_key: Option<[u8; 32]>,
     kill: watch::Sender<bool>,
@@ -279,6 +307,9 @@ struct Inner {
     /// Our address to send with lookups/announces (announce_local_address).
     local_announce: Option<SocketAddrV4>,
     mdns: Option<Arc<MdnsService>>,
+    utp: Option<Utp>,
+    /// Stops the uTP stack.
+    cancel: CancellationToken,
 }
 
 impl Inner {
@@ -322,12 +353,15 @@ impl Inner {
     /// Registers a connection and hands it to the application.
     fn deliver(
         self: &Arc<Self>,
-        stream: TcpStream,
+        stream: PeerStream,
         client: bool,
         peer: Option<PeerAddr>,
         remote_addr: SocketAddr,
     ) {
-        let _ = stream.set_nodelay(true);
+        if let PeerStream::Tcp(s) = &stream {
+            let _ = s.set_nodelay(true);
+        }
+        let tcp = stream.is_tcp();
         let (kill_tx, kill_rx) = watch::channel(false);
         let id = {
             let mut st = self.state();
@@ -338,6 +372,7 @@ impl Inner {
                 id,
                 ConnEntry {
                     client,
+                    tcp,
                     peer: peer.as_ref().map(|p| p.addr),
                     remote_key: None,
                     kill: kill_tx,
@@ -351,6 +386,7 @@ impl Inner {
             client,
             peer,
             remote_addr,
+            tcp,
             kill: kill_rx,
             inner: self.clone(),
         };
@@ -404,6 +440,8 @@ pub struct SwarmStatus {
     pub local_addr: Option<SocketAddrV4>,
     /// Live connections (duplicates included).
     pub connections: usize,
+    /// Of which over uTP.
+    pub utp_connections: usize,
     /// Dials in flight.
     pub dialing: usize,
     /// Peers remembered by the queue.
@@ -427,6 +465,7 @@ impl Drop for Swarm {
         for t in &self.tasks {
             t.abort();
         }
+        self.inner.cancel.cancel();
         let mut st = self.inner.state();
         st.destroyed = true;
         for (_, t) in st.topics.drain() {
@@ -464,16 +503,36 @@ impl Swarm {
             },
             None => None,
         };
-        let dht = match (udp, &config.dht) {
+        // Without TCP (a DHT-only transport choice) the port stays ours through the UDP
+        // socket; the listener goes.
+        let listener = listener.filter(|_| config.transports.tcp || udp.is_none());
+        let cancel = CancellationToken::new();
+        let (dht, utp) = match (udp, &config.dht) {
             (Some(udp), Some(d)) => {
                 let node = NodeConfig {
                     ephemeral: d.ephemeral.unwrap_or(true),
                     bootstrap: d.bootstrap.clone(),
                     ..NodeConfig::default()
                 };
-                Some(Arc::new(Dht::with_socket(udp, node)?))
+                let udp = Arc::new(udp);
+                let (utp, inbox) = if config.transports.utp {
+                    let inbox = UtpInbox::new();
+                    let utp = utp::start(udp.clone(), inbox.clone(), cancel.clone()).map_err(
+                        |source| SwarmError::Bind {
+                            addr: local_addr.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+                            source,
+                        },
+                    )?;
+                    (Some(utp), Some(inbox))
+                } else {
+                    (None, None)
+                };
+                (
+                    Some(Arc::new(Dht::with_shared_socket(udp, node, inbox)?)),
+                    utp,
+                )
             }
-            _ => None,
+            _ => (None, None),
         };
         let local_announce = match (config.announce_local_address, local_addr) {
             (true, Some(a)) => first_local_ipv4().map(|ip| SocketAddrV4::new(ip, a.port())),
@@ -525,11 +584,16 @@ impl Swarm {
                 local_announce,
                 config,
                 mdns,
+                utp,
+                cancel,
             }
         });
         tasks.push(tokio::spawn(schedule(inner.clone())));
         if let Some(l) = listener {
             tasks.push(tokio::spawn(accept(inner.clone(), l)));
+        }
+        if let Some(u) = inner.utp.clone() {
+            tasks.push(tokio::spawn(accept_utp(inner.clone(), u)));
         }
         if inner
             .config
@@ -677,6 +741,7 @@ impl Swarm {
         SwarmStatus {
             local_addr: self.inner.local_addr,
             connections: st.conns.len(),
+            utp_connections: st.conns.values().filter(|c| !c.tcp).count(),
             dialing: st.dialing,
             known_peers: st.queue.len(),
             topics: st.topics.len(),
@@ -763,18 +828,40 @@ async fn accept(inner: Arc<Inner>, listener: TcpListener) {
                 continue;
             }
         };
+        inner.accepted(PeerStream::Tcp(stream), remote);
+    }
+}
+
+async fn accept_utp(inner: Arc<Inner>, utp: Utp) {
+    loop {
+        match utp.accept().await {
+            Ok(stream) => {
+                let remote = stream.remote_addr();
+                inner.accepted(PeerStream::Utp(stream), remote);
+            }
+            Err(e) => {
+                tracing::debug!("uTP accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// An inbound connection: delivered, or closed at once at the peer limit.
+    fn accepted(self: &Arc<Self>, stream: PeerStream, remote: SocketAddr) {
         let full = {
-            let st = inner.state();
-            st.destroyed || st.conns.len() + st.dialing >= inner.config.max_peers
+            let st = self.state();
+            st.destroyed || st.conns.len() + st.dialing >= self.config.max_peers
         };
         if full {
             // At the peer limit the reference accepts and closes at once.
             tracing::debug!(%remote, "peer limit reached: connection refused");
             drop(stream);
-            continue;
+            return;
         }
-        tracing::debug!(%remote, "peer connected (inbound)");
-        inner.deliver(stream, false, None, remote);
+        tracing::debug!(%remote, transport = stream.kind(), "peer connected (inbound)");
+        self.deliver(stream, false, None, remote);
     }
 }
 
@@ -805,9 +892,51 @@ async fn schedule(inner: Arc<Inner>) {
     }
 }
 
+/// hyperswarm's `connect` (spec 4.2): TCP at once and, for a peer a DHT node reported,
+/// a holepunch through that node followed by uTP to the same address; the first to
+/// connect wins, and the dial fails once every attempt has.
+async fn connect(inner: &Inner, peer: &PeerAddr) -> io::Result<PeerStream> {
+    type Attempt<'a> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<PeerStream>> + Send + 'a>>;
+    let addr = peer.addr;
+    // Without a DHT there is no uTP, and TCP is the only way.
+    let tcp_on = inner.config.transports.tcp || inner.dht.is_none();
+    let mut attempts: Vec<Attempt<'_>> = Vec::new();
+    if tcp_on {
+        attempts.push(Box::pin(async move {
+            TcpStream::connect(addr).await.map(PeerStream::Tcp)
+        }));
+    }
+    if let (Some(utp), Some(dht), Some(referrer)) = (&inner.utp, &inner.dht, peer.referrer) {
+        attempts.push(Box::pin(async move {
+            let seen = dht.holepunch(addr, referrer).await.map_err(|e| {
+                tracing::debug!(%addr, %referrer, "holepunch failed: {e}");
+                io::Error::new(io::ErrorKind::ConnectionRefused, e)
+            })?;
+            tracing::debug!(%addr, %referrer, %seen, "holepunched; connecting over uTP");
+            utp.connect(SocketAddr::V4(addr))
+                .await
+                .map(PeerStream::Utp)
+                .map_err(|e| {
+                    tracing::debug!(%addr, "uTP connect failed: {e}");
+                    io::Error::new(io::ErrorKind::ConnectionRefused, e)
+                })
+        }));
+    }
+    if attempts.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no transport can reach this peer (TCP off, and uTP needs a referrer)",
+        ));
+    }
+    futures_util::future::select_ok(attempts)
+        .await
+        .map(|(stream, _rest)| stream)
+}
+
 async fn dial(inner: Arc<Inner>, peer: PeerAddr) {
     let addr = peer.addr;
-    let res = tokio::time::timeout(inner.config.dial_timeout, TcpStream::connect(addr)).await;
+    let res = tokio::time::timeout(inner.config.dial_timeout, connect(&inner, &peer)).await;
     let res = match res {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "dial timed out")),
@@ -826,7 +955,7 @@ async fn dial(inner: Arc<Inner>, peer: PeerAddr) {
                 }
             };
             if keep {
-                tracing::debug!(%addr, "connected to peer");
+                tracing::debug!(%addr, transport = stream.kind(), "connected to peer");
                 inner.deliver(stream, true, Some(peer), SocketAddr::V4(addr));
             }
         }
