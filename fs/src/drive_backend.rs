@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hyperdrive::drive::{Drive, DriveError, FileHandle, Stat, WriteOptions, MAX_BLOCK_SIZE};
+use hyperdrive::protocol::replicate::SharedFeed;
 use tokio::sync::watch;
 
 use crate::backend::{
@@ -40,6 +41,10 @@ const STATFS_EXACT_BLOCKS: u64 = 65_536;
 const NOMINAL_FREE: u64 = 1 << 40;
 /// How often the version watcher re-arms its wait on the metadata feed.
 const WATCH_POLL: Duration = Duration::from_secs(1);
+/// Default [`DriveBackendOptions::prefetch_small_files`].
+pub const SMALL_FILE: u64 = 64 * 1024;
+/// Bound on the content one listing selects for download.
+const PREFETCH_LISTING_BYTES: u64 = 8 << 20;
 
 /// Tuning of a [`DriveBackend`].
 #[derive(Clone, Debug)]
@@ -50,6 +55,14 @@ pub struct DriveBackendOptions {
     pub prefetch_blocks: u64,
     /// Refuse writes even if the drive is writable.
     pub read_only: bool,
+    /// Select the whole metadata feed of a drive we cannot write for download as soon
+    /// as the backend is made: a walk (`ls -lR`, `find`) then waits for a stream of
+    /// blocks instead of one round trip per trie node.
+    pub eager_metadata: bool,
+    /// Files up to this size have their content selected for download when their
+    /// directory is listed (0: off): `grep -r` reads every file right after the
+    /// listing, and one selection per directory beats one round trip per file.
+    pub prefetch_small_files: u64,
 }
 
 impl Default for DriveBackendOptions {
@@ -58,6 +71,8 @@ impl Default for DriveBackendOptions {
             read_timeout: Duration::from_secs(15),
             prefetch_blocks: 8,
             read_only: false,
+            eager_metadata: true,
+            prefetch_small_files: SMALL_FILE,
         }
     }
 }
@@ -83,6 +98,8 @@ pub struct DriveBackend {
     files: Mutex<HashMap<String, CachedFile>>,
     /// Node count for `statfs`, with the version it was counted at.
     node_count: Mutex<Option<(u64, u64)>>,
+    /// The whole-metadata download selection (see `eager_metadata`), dropped with us.
+    eager: Option<u64>,
     rt: tokio::runtime::Handle,
 }
 
@@ -118,6 +135,12 @@ impl DriveBackend {
             let weak = Arc::downgrade(&versions);
             Some(rt.spawn(follow_versions(drive.clone(), version, weak)))
         };
+        let remote = !drive.metadata_feed().lock().feed.writable();
+        let eager = (opts.eager_metadata && remote).then(|| {
+            // A checkout needs its own version only; a live drive everything, as it grows.
+            let end = drive.trie().is_checkout().then(|| drive.version());
+            drive.metadata_feed().download(0, end)
+        });
         DriveBackend {
             drive,
             opts,
@@ -126,6 +149,7 @@ impl DriveBackend {
             watcher,
             files: Mutex::new(HashMap::new()),
             node_count: Mutex::new(None),
+            eager,
             rt: rt.clone(),
         }
     }
@@ -248,6 +272,59 @@ impl DriveBackend {
         });
     }
 
+    /// Selects for download the content of the small files of a listing that are not
+    /// held yet (see [`DriveBackendOptions::prefetch_small_files`]), bounded per listing
+    /// and merged into contiguous ranges per content feed. Selections nobody completes
+    /// are dropped after the read timeout.
+    fn prefetch_small_files(&self, entries: &[(hyperdrive::drive::DirEntry, Arc<SharedFeed>)]) {
+        let max = self.opts.prefetch_small_files;
+        if max == 0 {
+            return;
+        }
+        let mut budget = PREFETCH_LISTING_BYTES;
+        let mut by_feed: Vec<FeedRanges<'_>> = Vec::new();
+        for (e, feed) in entries {
+            let Some(st) = &e.stat else { continue };
+            // A block holds at least one byte: more blocks than bytes is a bad Stat.
+            if !st.is_file() || st.size > max || st.size > budget {
+                continue;
+            }
+            if st.blocks == 0 || st.blocks > st.size {
+                continue;
+            }
+            budget -= st.size;
+            let range = (st.offset, st.offset.saturating_add(st.blocks));
+            match by_feed.iter_mut().find(|(f, _)| Arc::ptr_eq(f, feed)) {
+                Some((_, ranges)) => ranges.push(range),
+                None => by_feed.push((feed, vec![range])),
+            }
+        }
+        for (feed, ranges) in by_feed {
+            let wanted: Vec<(u64, u64)> = {
+                let st = feed.lock();
+                if st.feed.writable() {
+                    continue;
+                }
+                // Not clipped to the feed's length: a sparse reader may not know the
+                // content feed's length yet; peers serve what the Stats point at.
+                merge_ranges(ranges)
+                    .into_iter()
+                    .filter(|&(from, to)| st.feed.bitfield().count_data(from, to) < to - from)
+                    .collect()
+            };
+            for (from, to) in wanted {
+                let id = feed.download(from, Some(to));
+                let feed = feed.clone();
+                let timeout = self.opts.read_timeout;
+                self.rt.spawn(async move {
+                    if !feed.downloaded(id, timeout).await {
+                        feed.lock().wants.deselect(id);
+                    }
+                });
+            }
+        }
+    }
+
     /// Number of nodes in the drive (cached per version).
     async fn node_count(&self) -> Result<u64, FsError> {
         let version = self.drive.version();
@@ -291,6 +368,9 @@ impl Drop for DriveBackend {
     fn drop(&mut self) {
         if let Some(w) = self.watcher.take() {
             w.abort();
+        }
+        if let Some(id) = self.eager.take() {
+            self.drive.metadata_feed().lock().wants.deselect(id);
         }
     }
 }
@@ -374,13 +454,35 @@ pub fn attr_of(st: &Stat) -> Attr {
         FileKind::Symlink => st.linkname.as_ref().map_or(0, |l| l.len() as u64),
         FileKind::Dir => 0,
     };
+    let xattrs = st
+        .metadata
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+        .collect();
     Attr {
         kind,
         size,
         mode: st.mode & 0o7777,
         mtime: time_of(st.mtime),
         ctime: time_of(st.ctime),
+        xattrs: Arc::new(xattrs),
     }
+}
+
+/// Block ranges wanted from one content feed.
+type FeedRanges<'a> = (&'a Arc<SharedFeed>, Vec<(u64, u64)>);
+
+/// Sorted, merged `[from, to)` ranges (touching ranges join).
+fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (from, to) in ranges {
+        match out.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => out.push((from, to)),
+        }
+    }
+    out
 }
 
 /// `to` names `from` or something below it.
@@ -396,11 +498,12 @@ impl Backend for DriveBackend {
     async fn readdir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
         let entries = self
             .drive
-            .readdir(path, true)
+            .readdir_stats(path)
             .await
             .map_err(|e| self.err(path, e))?;
+        self.prefetch_small_files(&entries);
         let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
+        for (e, _) in entries {
             let attr = match e.stat {
                 Some(st) => attr_of(&st),
                 None => self.stat(&join(path, &e.name)).await?,
@@ -497,6 +600,10 @@ impl Backend for DriveBackend {
 
     fn version(&self) -> u64 {
         self.drive.version()
+    }
+
+    fn generation(&self) -> u64 {
+        self.drive.generation()
     }
 
     fn watch(&self) -> watch::Receiver<u64> {
@@ -1060,9 +1167,6 @@ mod tests {
     /// A writer drive of 64 blocks of 16 KiB replicated over an in-memory pipe to a
     /// sparse reader; returns (reader drive, stop sender).
     async fn sparse_pair() -> (Drive, tokio::sync::watch::Sender<bool>, Vec<u8>) {
-        use hyperdrive::protocol::driver::{
-            replicate, shutdown_channel, ConnectionStats, FeedSource, ReplicateOptions,
-        };
         use hyperdrive::store::Corestore;
         let w_store = Corestore::in_memory([5; 32]);
         let w = Drive::named(
@@ -1081,6 +1185,20 @@ mod tests {
             fw.write(c).await.expect("write");
         }
         fw.finish().await.expect("finish");
+        let (r, stop) = replica(w_store, &w).await;
+        (r, stop, data)
+    }
+
+    /// A sparse reader of `w` (held in `w_store`) over an in-memory pipe; returns the
+    /// reader drive (at `w`'s version) and the replication's stop sender.
+    async fn replica(
+        w_store: hyperdrive::store::Corestore,
+        w: &Drive,
+    ) -> (Drive, tokio::sync::watch::Sender<bool>) {
+        use hyperdrive::protocol::driver::{
+            replicate, shutdown_channel, ConnectionStats, FeedSource, ReplicateOptions,
+        };
+        use hyperdrive::store::Corestore;
         let r_store = Corestore::in_memory([6; 32]);
         let (x, y) = tokio::io::duplex(1 << 20);
         let (stop, rx) = shutdown_channel();
@@ -1113,7 +1231,191 @@ mod tests {
                 .await,
             v
         );
-        (r, stop, data)
+        (r, stop)
+    }
+
+    fn held_of(f: &SharedFeed, from: u64, to: u64) -> u64 {
+        f.lock().feed.bitfield().count_data(from, to)
+    }
+
+    /// Waits (bounded) until `cond` holds.
+    async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        let t0 = std::time::Instant::now();
+        while !cond() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "never: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn remote_drives_fetch_metadata_eagerly_and_small_files_on_listing() {
+        use hyperdrive::store::Corestore;
+        let rt = tokio::runtime::Handle::current();
+        let w_store = Corestore::in_memory([7; 32]);
+        let w = Drive::named(
+            Arc::new(w_store.clone()),
+            "default",
+            DriveOptions::default(),
+        )
+        .await
+        .expect("writer");
+        for i in 0..40 {
+            w.write_file(
+                &format!("/d/f{i:02}"),
+                &[i as u8; 1000],
+                WriteOptions::default(),
+            )
+            .await
+            .expect("small");
+        }
+        let mut fw = w
+            .create_writer("/d/big", WriteOptions::default())
+            .await
+            .expect("writer");
+        for _ in 0..8 {
+            fw.write(&[9u8; 16_384]).await.expect("write");
+        }
+        fw.finish().await.expect("finish");
+        w.write_file("/e/g", b"elsewhere", WriteOptions::default())
+            .await
+            .expect("w");
+
+        // Off: nothing is fetched beyond what is asked.
+        let (r, stop) = replica(w_store.clone(), &w).await;
+        let md = r.metadata_feed().clone();
+        let off = DriveBackendOptions {
+            eager_metadata: false,
+            prefetch_small_files: 0,
+            ..DriveBackendOptions::default()
+        };
+        let b = DriveBackend::new(r.clone(), off, &rt);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            held_of(&md, 0, md.len()) < md.len(),
+            "metadata stays sparse"
+        );
+        assert_eq!(b.readdir("/d").await.expect("readdir").len(), 41);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(held(&r), 0, "no content without reads");
+        drop(b);
+        let _ = stop.send(true);
+
+        // On (the defaults): the whole metadata feed arrives without any call, and a
+        // listing brings the small files' content, not the big one's.
+        let (r, stop) = replica(w_store, &w).await;
+        let md = r.metadata_feed().clone();
+        let b = DriveBackend::new(r.clone(), DriveBackendOptions::default(), &rt);
+        eventually("all metadata held", || {
+            held_of(&md, 0, md.len()) == md.len()
+        })
+        .await;
+        assert_eq!(held(&r), 0);
+        let list = b.readdir("/d").await.expect("readdir");
+        let content = r.content_feed().clone();
+        let big = r.lstat("/d/big").await.expect("stat");
+        assert_eq!(big.blocks, 8);
+        eventually("small files held", || held(&r) >= 40).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(held(&r), 40, "exactly the small files");
+        assert_eq!(held_of(&content, big.offset, big.offset + big.blocks), 0);
+        let _ = stop.send(true);
+        // Their content is local now: reads need no peer.
+        for e in list.iter().filter(|e| e.name != "big") {
+            let data = b
+                .read(&format!("/d/{}", e.name), 0, 2000)
+                .await
+                .expect("read");
+            assert_eq!(data.len(), 1000);
+        }
+        drop(b);
+        assert!(
+            md.lock().wants.selections().is_empty(),
+            "the eager selection ends with the backend"
+        );
+    }
+
+    #[test]
+    fn ranges_merge() {
+        assert_eq!(
+            merge_ranges(vec![(5, 6), (0, 2), (2, 3), (8, 9), (1, 2)]),
+            [(0, 3), (5, 6), (8, 9)]
+        );
+        assert!(merge_ranges(Vec::new()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn attrs_carry_xattrs_and_generation_follows_nested_drives() {
+        let b = backend(&tokio::runtime::Handle::current()).await;
+        b.write_file("/f", bytes(b"x"), 0o644, SystemTime::now())
+            .await
+            .expect("w");
+        b.setxattr("/f", "user.k", b"v").await.expect("xattr");
+        let a = b.stat("/f").await.expect("stat");
+        assert_eq!(a.xattrs.get("user.k"), Some(&b"v".to_vec()));
+        let other = b.drive().sibling("other").await.expect("sibling");
+        b.drive()
+            .mount("/m", &other.key(), None, WriteOptions::default())
+            .await
+            .expect("mount");
+        let (v, g) = (b.version(), b.generation());
+        other
+            .write_file("/in.txt", b"inner", WriteOptions::default())
+            .await
+            .expect("w");
+        assert_eq!(b.version(), v, "a nested drive's write is not our version");
+        assert!(b.generation() > g, "but it moves the generation");
+        let g = b.generation();
+        b.write_file("/f", bytes(b"xy"), 0o644, SystemTime::now())
+            .await
+            .expect("w");
+        assert!(b.generation() > g, "and so does our own write");
+    }
+
+    #[tokio::test]
+    async fn listing_attrs_match_lookups() {
+        let b = backend(&tokio::runtime::Handle::current()).await;
+        let t = SystemTime::now();
+        b.mkdir("/d", 0o750).await.expect("mkdir");
+        b.write_file("/d/f", bytes(b"hello"), 0o640, t)
+            .await
+            .expect("w");
+        b.setxattr("/d/f", "user.k", b"v").await.expect("xattr");
+        b.symlink("f", "/d/l").await.expect("ln");
+        // Implicit directories: only the file below them has a node.
+        b.drive()
+            .write_file("/imp/x/y", b"deep", WriteOptions::default())
+            .await
+            .expect("w");
+        b.write_file("/d/f", bytes(b"rewritten"), 0o600, t)
+            .await
+            .expect("w");
+        b.unlink("/d/l").await.expect("rm");
+        b.symlink("f", "/d/l2").await.expect("ln");
+        let other = b.drive().sibling("other").await.expect("sibling");
+        other
+            .write_file("/in.txt", b"inner", WriteOptions::default())
+            .await
+            .expect("w");
+        b.drive()
+            .mount("/d/m", &other.key(), None, WriteOptions::default())
+            .await
+            .expect("mount");
+        for dir in ["/", "/d", "/imp", "/imp/x", "/d/m"] {
+            let list = b.readdir(dir).await.expect("readdir");
+            assert!(!list.is_empty(), "{dir}");
+            for e in list {
+                let p = join(dir, &e.name);
+                assert_eq!(e.attr, b.stat(&p).await.expect("stat"), "{p}");
+            }
+        }
+        let names: Vec<_> = b
+            .readdir("/d")
+            .await
+            .expect("readdir")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["f", "l2", "m"]);
     }
 
     fn held(d: &Drive) -> u64 {
@@ -1128,7 +1430,7 @@ mod tests {
         let opts = DriveBackendOptions {
             read_timeout: Duration::from_millis(500),
             prefetch_blocks: 8,
-            read_only: false,
+            ..DriveBackendOptions::default()
         };
         let b = DriveBackend::new(r.clone(), opts, &rt);
         assert!(!b.writable());

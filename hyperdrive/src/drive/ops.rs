@@ -176,6 +176,21 @@ fn decode_stat(key: &str, node: &Node) -> Result<Stat, DriveError> {
     })
 }
 
+/// Length of `dir` plus its separator in a child key (the root has none).
+fn dir_prefix_len(dir: &str) -> usize {
+    if dir.is_empty() {
+        0
+    } else {
+        dir.len() + 1
+    }
+}
+
+/// The first component of `key` below `dir` (`key` must be within `dir`).
+fn child_name<'a>(dir: &str, key: &'a str) -> Option<&'a str> {
+    let rel = key.get(dir_prefix_len(dir)..)?;
+    rel.split('/').next().filter(|n| !n.is_empty())
+}
+
 fn inner_path(key: &str, local: &str) -> String {
     if key.len() <= local.len() {
         return String::new();
@@ -342,6 +357,26 @@ impl Drive {
     /// Drive version = metadata feed length (or the checkout's version).
     pub fn version(&self) -> u64 {
         self.trie.version()
+    }
+
+    /// A change counter for everything this drive shows: its version plus the lengths
+    /// of the other live drives opened through it (nested mounts), which change without
+    /// this drive's version moving. Never decreases (feeds only grow); cheap (one short
+    /// lock per open drive), never waits. Caches of what a path resolves to key by it.
+    pub fn generation(&self) -> u64 {
+        let own = self.key();
+        let others: Vec<Arc<SharedFeed>> = self
+            .ctx
+            .drives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(k, _)| **k != own)
+            .map(|(_, (trie, _))| trie.store().feed().clone())
+            .collect();
+        others
+            .iter()
+            .fold(self.version(), |sum, f| sum.saturating_add(f.len()))
     }
 
     /// Whether writes are possible (live view of a writable feed).
@@ -711,6 +746,14 @@ impl Drive {
     /// target. A file gives `NotADirectory`, a missing path `NotFound` (the reference
     /// answers `[]` for both).
     pub async fn readdir(&self, path: &str, with_stats: bool) -> Result<Vec<DirEntry>, DriveError> {
+        if with_stats {
+            return Ok(self
+                .readdir_stats(path)
+                .await?
+                .into_iter()
+                .map(|(e, _)| e)
+                .collect());
+        }
         let key = valid_key(path)?;
         let (st, _, dir) = self.stat_key(&key).await?;
         if !st.is_dir() {
@@ -719,32 +762,70 @@ impl Drive {
             });
         }
         let items = self.iterate(&dir, false, false, 0).await?;
-        let mut names: BTreeMap<String, Option<Stat>> = BTreeMap::new();
+        let mut names: BTreeMap<String, ()> = BTreeMap::new();
         for (k, node, _) in items {
             if k == dir || node.value.is_none() || !is_within(&dir, &k) {
                 continue;
             }
-            let rel = if dir.is_empty() {
-                &k[..]
-            } else {
-                &k[dir.len() + 1..]
-            };
-            let Some(name) = rel.split('/').next().filter(|n| !n.is_empty()) else {
-                continue;
-            };
-            if names.contains_key(name) {
+            if let Some(name) = child_name(&dir, &k) {
+                names.entry(name.to_string()).or_insert(());
+            }
+        }
+        Ok(names
+            .into_keys()
+            .map(|name| DirEntry { name, stat: None })
+            .collect())
+    }
+
+    /// The children of directory `path` with their stats (every entry has one), each
+    /// with the content feed of the drive it belongs to (inside a mount: the mounted
+    /// drive's), sorted by name. A child whose own node the listing already holds is
+    /// decoded from it; only implicit directories and mount points take a lookup of
+    /// their own, so a listing costs one walk of the directory, not one per entry.
+    pub async fn readdir_stats(
+        &self,
+        path: &str,
+    ) -> Result<Vec<(DirEntry, Arc<SharedFeed>)>, DriveError> {
+        let key = valid_key(path)?;
+        let (st, _, dir) = self.stat_key(&key).await?;
+        if !st.is_dir() {
+            return Err(DriveError::NotADirectory {
+                path: display(&key),
+            });
+        }
+        let items = self.iterate(&dir, false, false, 0).await?;
+        let mut names: BTreeMap<String, Option<(Stat, Drive)>> = BTreeMap::new();
+        for (k, node, owner) in items {
+            if k == dir || node.value.is_none() || !is_within(&dir, &k) {
                 continue;
             }
-            names.insert(name.to_string(), None);
+            let Some(name) = child_name(&dir, &k) else {
+                continue;
+            };
+            let slot = names.entry(name.to_string()).or_insert(None);
+            if slot.is_none() && k.len() == dir_prefix_len(&dir) + name.len() {
+                // The child's own node: what a lookup of it would find, unless it is a
+                // mount point (resolved by the lookup below).
+                let mut st = decode_stat(&k, &node)?;
+                if st.mount.is_none() {
+                    self.fill_times(&mut st);
+                    *slot = Some((st, owner));
+                }
+            }
         }
         let mut out = Vec::with_capacity(names.len());
-        for (name, _) in names {
-            let stat = if with_stats {
-                Some(self.lstat_key(&join(&dir, &name)).await?.0)
-            } else {
-                None
+        for (name, found) in names {
+            let (stat, owner) = match found {
+                Some(f) => f,
+                None => self.lstat_key(&join(&dir, &name)).await?,
             };
-            out.push(DirEntry { name, stat });
+            out.push((
+                DirEntry {
+                    name,
+                    stat: Some(stat),
+                },
+                owner.content.feed.clone(),
+            ));
         }
         Ok(out)
     }
