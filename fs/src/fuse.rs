@@ -1595,11 +1595,24 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
     }
 }
 
-/// GETXATTR from attributes: the value, or ENODATA when `name` is not set.
+/// GETXATTR from attributes: the value, or why there is none (see [`unset_xattr`]).
 fn getxattr_reply(reply: ReplyXattr, size: u32, attr: &Attr, name: &str) {
     match attr.xattrs.get(name) {
         Some(v) => xattr_reply(reply, size, v),
-        None => reply.error(libc::ENODATA),
+        None => reply.error(unset_xattr(name)),
+    }
+}
+
+/// The errno for an unset extended attribute. The mount implements neither POSIX ACLs
+/// nor security labels, so in the `system.` and `security.` namespaces an unset name is
+/// EOPNOTSUPP, as on file systems without them: `ls -l` then remembers (per device)
+/// that there are none, instead of two round trips per file that the kernel never
+/// caches. Everywhere else (`user.`, `trusted.`) it is ENODATA.
+fn unset_xattr(name: &str) -> i32 {
+    if name.starts_with("system.") || name.starts_with("security.") {
+        libc::EOPNOTSUPP
+    } else {
+        libc::ENODATA
     }
 }
 
@@ -1693,6 +1706,26 @@ mod tests {
             name_str(OsStr::new(&"x".repeat(256))),
             Err(libc::ENAMETOOLONG)
         );
+    }
+
+    #[test]
+    fn unset_xattrs_outside_user_namespaces_are_unsupported() {
+        assert_eq!(unset_xattr("user.k"), libc::ENODATA);
+        assert_eq!(unset_xattr("trusted.k"), libc::ENODATA);
+        assert_eq!(unset_xattr("system.posix_acl_access"), libc::EOPNOTSUPP);
+        assert_eq!(unset_xattr("security.selinux"), libc::EOPNOTSUPP);
+        let names = xattr_names(&Attr {
+            xattrs: Arc::new(
+                [
+                    ("user.b".to_string(), vec![]),
+                    ("user.a".to_string(), vec![1]),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            ..placeholder()
+        });
+        assert_eq!(names, b"user.a\0user.b\0");
     }
 
     #[test]
