@@ -1265,6 +1265,12 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
 
     fn flush(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, _lock: u64, reply: ReplyEmpty) {
         let s = self.shared.clone();
+        // A reader has nothing to commit: answered here (`grep -r` closes every file).
+        match s.handle(fh) {
+            Ok(h) if h.write.is_none() => return reply.ok(),
+            Err(e) => return reply.error(errno(&e)),
+            Ok(_) => {}
+        }
         self.spawn(async move {
             let r = async { s.commit(&*s.handle(fh)?).await }.await;
             match r {
@@ -1285,12 +1291,14 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
         reply: ReplyEmpty,
     ) {
         let s = self.shared.clone();
+        let h = lock(&s.handles).remove(&fh);
+        let h = match h {
+            Some(h) if h.write.is_some() => h,
+            // A reader (or an unknown handle) has nothing to commit.
+            _ => return reply.ok(),
+        };
         self.spawn(async move {
-            let h = lock(&s.handles).remove(&fh);
-            let r = match h {
-                Some(h) => s.commit(&h).await,
-                None => Ok(()),
-            };
+            let r = s.commit(&h).await;
             match r {
                 Ok(()) => reply.ok(),
                 Err(e) => {
