@@ -43,6 +43,12 @@ const NOMINAL_FREE: u64 = 1 << 40;
 const WATCH_POLL: Duration = Duration::from_secs(1);
 /// Default [`DriveBackendOptions::prefetch_small_files`].
 pub const SMALL_FILE: u64 = 64 * 1024;
+/// How far the read-ahead window may grow, as a multiple of `prefetch_blocks`: a
+/// long sequential reader (`cat` of a big file) keeps the network busy with a deep
+/// window, a short or random one never gets past the first.
+const PREFETCH_GROWTH: u64 = 8;
+/// How far behind the furthest end a read may start and still count as sequential.
+const SEQUENTIAL_SLACK: u64 = 8 << 20;
 /// Bound on the content one listing selects for download.
 const PREFETCH_LISTING_BYTES: u64 = 8 << 20;
 
@@ -82,10 +88,14 @@ impl Default for DriveBackendOptions {
 struct CachedFile {
     version: u64,
     handle: FileHandle,
-    /// Where the last read ended (a read starting here is sequential).
+    /// Furthest end of the current sequential stream of reads (a read starting here,
+    /// or a little before, continues it).
     next: u64,
     /// Content blocks below this index were already selected for download.
     prefetched_to: u64,
+    /// Size of the last selection: doubles (up to [`PREFETCH_GROWTH`] times the
+    /// configured window) each time a sequential reader uses half of it up.
+    window: u64,
 }
 
 /// A [`Backend`] over a drive.
@@ -218,6 +228,7 @@ impl DriveBackend {
                 handle: handle.clone(),
                 next: 0,
                 prefetched_to: 0,
+                window: 0,
             },
         );
         Ok(handle)
@@ -231,8 +242,15 @@ impl DriveBackend {
         let sequential = {
             let mut files = lock(&self.files);
             let Some(c) = files.get_mut(path) else { return };
-            let seq = c.next == start;
-            c.next = end;
+            // The kernel reads ahead with several reads in flight, which finish (and
+            // arrive here) in any order: a read that starts a little behind the
+            // furthest end seen is still part of the sequential stream.
+            let seq = start <= c.next && c.next - start <= SEQUENTIAL_SLACK;
+            c.next = if seq { c.next.max(end) } else { end };
+            if !seq {
+                // A seek: the next window starts small again.
+                c.window = 0;
+            }
             seq
         };
         if n == 0 || !sequential || end >= st.size {
@@ -246,17 +264,24 @@ impl DriveBackend {
             return;
         };
         let file_end = st.offset + st.blocks;
-        let to = (idx + n).min(file_end);
-        let from = {
+        let (from, to) = {
             let mut files = lock(&self.files);
             let Some(c) = files.get_mut(path) else { return };
             // Re-select only when the reader has used up half of the previous window.
-            if c.prefetched_to >= idx + n.div_ceil(2) || c.prefetched_to >= file_end {
+            let last = c.window.max(n);
+            if c.prefetched_to >= idx + last.div_ceil(2) || c.prefetched_to >= file_end {
                 return;
             }
+            let window = if c.window == 0 {
+                n
+            } else {
+                (c.window * 2).min(n * PREFETCH_GROWTH)
+            };
+            let to = (idx + window).min(file_end);
             let from = c.prefetched_to.max(idx);
             c.prefetched_to = to;
-            from
+            c.window = window;
+            (from, to)
         };
         let feed = h.content_feed().clone();
         if from >= to || feed.lock().feed.bitfield().count_data(from, to) == to - from {
@@ -1421,6 +1446,33 @@ mod tests {
     fn held(d: &Drive) -> u64 {
         let st = d.content_feed().lock();
         st.feed.bitfield().count_data(0, st.feed.len())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn read_ahead_grows_while_sequential() {
+        let rt = tokio::runtime::Handle::current();
+        let (r, stop, data) = sparse_pair().await;
+        let opts = DriveBackendOptions {
+            prefetch_blocks: 4,
+            ..DriveBackendOptions::default()
+        };
+        let b = DriveBackend::new(r.clone(), opts, &rt);
+        // 12 sequential block-sized reads. A fixed window of 4 would stop at block 16;
+        // the doubling one (4, 8, 16, capped at 32) has selected well past that.
+        for i in 0..12u64 {
+            let at = i * 16_384;
+            let got = b.read("/f", at, 16_384).await.expect("read");
+            assert_eq!(got, data[at as usize..at as usize + 16_384]);
+        }
+        eventually("a grown window", || held(&r) >= 24).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(held(&r) <= 12 + 32, "bounded: held {}", held(&r));
+        // A seek starts over with the small window.
+        assert_eq!(
+            b.read("/f", 60 * 16_384, 10).await.expect("seek"),
+            data[60 * 16_384..60 * 16_384 + 10]
+        );
+        let _ = stop.send(true);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
