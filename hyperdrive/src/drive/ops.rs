@@ -18,6 +18,7 @@ use crate::trie::{
     TrieOptions,
 };
 
+use super::block_cache::BlockCache;
 use super::path::{dirname, is_within, join, resolve_link, trie_key, unixify};
 use super::stat::{decode_varint, encode_varint, Stat, StatMount};
 use super::storage::{FeedProvider, FeedTrieStore};
@@ -121,6 +122,8 @@ struct Content {
     /// Read-ahead over this content feed, shared by every handle of the drive so that
     /// reading many small adjacent files one after another streams like one big file.
     ahead: Arc<ReadAhead>,
+    /// The last blocks read, shared by every handle of the drive.
+    blocks: Arc<BlockCache>,
 }
 
 /// A Hyperdrive 10 (live, or a read-only checkout).
@@ -303,6 +306,7 @@ impl Drive {
                 feed: content_feed,
                 lock: Arc::new(tokio::sync::Mutex::new(())),
                 ahead: Arc::default(),
+                blocks: Arc::default(),
             }),
         };
         let mut drives = ctx.drives.lock().unwrap_or_else(|e| e.into_inner());
@@ -873,6 +877,7 @@ impl Drive {
         Ok(FileHandle {
             content: owner.content.feed.clone(),
             ahead: owner.content.ahead.clone(),
+            blocks: owner.content.blocks.clone(),
             timeout: self.ctx.opts.timeout,
             path: display(&key),
             stat,
@@ -1582,6 +1587,7 @@ impl Drive {
 pub struct FileHandle {
     content: Arc<SharedFeed>,
     ahead: Arc<ReadAhead>,
+    blocks: Arc<BlockCache>,
     timeout: Duration,
     path: String,
     /// The Stat the handle was opened with.
@@ -1662,6 +1668,40 @@ impl FileHandle {
 
     /// Block-aligned pieces covering `[offset, offset+len)` clipped to the file.
     async fn read_blocks(&self, offset: u64, len: u64) -> Result<Vec<Vec<u8>>, DriveError> {
+        Ok(self
+            .read_pieces(offset, len)
+            .await?
+            .into_iter()
+            .map(|(b, r)| b[r].to_vec())
+            .collect())
+    }
+
+    /// Block `idx`: from the drive's block cache, or from the feed (then cached, and
+    /// the read-ahead told what follows it).
+    async fn block(&self, idx: u64) -> Result<Arc<Vec<u8>>, DriveError> {
+        if let Some(b) = self.blocks.get(idx) {
+            return Ok(b);
+        }
+        let b = Arc::new(
+            self.content
+                .get(idx, self.timeout)
+                .await
+                .map_err(|e| self.fetch_err(e))?,
+        );
+        // After the block: its proof tells how big the blocks after it are.
+        let limit = ahead_limit(&mut self.content.lock().feed, idx);
+        self.ahead.note_until(&self.content, idx, limit);
+        self.blocks.put(idx, b.clone());
+        Ok(b)
+    }
+
+    /// The blocks covering `len` bytes at `offset`, each with the byte range of it
+    /// that is wanted (no copies).
+    async fn read_pieces(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<(Arc<Vec<u8>>, std::ops::Range<usize>)>, DriveError> {
         let st = &self.stat;
         let start = offset.min(st.size);
         let end = start.saturating_add(len).min(st.size);
@@ -1678,19 +1718,11 @@ impl FileHandle {
                     reason: "file blocks are shorter than its size".into(),
                 });
             }
-            let b = self
-                .content
-                .get(idx, self.timeout)
-                .await
-                .map_err(|e| self.fetch_err(e))?;
-            // After the block: its proof tells how big the blocks after it are.
-            let limit = ahead_limit(&mut self.content.lock().feed, idx);
-            self.ahead.note_until(&self.content, idx, limit);
+            let b = self.block(idx).await?;
             let s = usize::try_from(skip).unwrap_or(usize::MAX).min(b.len());
-            let avail = &b[s..];
-            let take = (avail.len() as u64).min(want) as usize;
+            let take = ((b.len() - s) as u64).min(want) as usize;
             if take > 0 {
-                out.push(avail[..take].to_vec());
+                out.push((b, s..s + take));
             }
             want -= take as u64;
             skip = 0;
@@ -1712,7 +1744,12 @@ impl FileHandle {
 
     /// Reads up to `len` bytes at `offset` (short at end of file, empty past it).
     pub async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, DriveError> {
-        Ok(self.read_blocks(offset, len).await?.concat())
+        let pieces = self.read_pieces(offset, len).await?;
+        let mut out = Vec::with_capacity(pieces.iter().map(|(_, r)| r.len()).sum());
+        for (b, r) in pieces {
+            out.extend_from_slice(&b[r]);
+        }
+        Ok(out)
     }
 }
 
