@@ -337,16 +337,28 @@ impl DriveBackend {
                     .filter(|&(from, to)| st.feed.bitfield().count_data(from, to) < to - from)
                     .collect()
             };
-            for (from, to) in wanted {
-                let id = feed.download(from, Some(to));
-                let feed = feed.clone();
-                let timeout = self.opts.read_timeout;
-                self.rt.spawn(async move {
-                    if !feed.downloaded(id, timeout).await {
-                        feed.lock().wants.deselect(id);
-                    }
-                });
+            if wanted.is_empty() {
+                continue;
             }
+            let ids: Vec<u64> = wanted
+                .into_iter()
+                .map(|(from, to)| feed.download(from, Some(to)))
+                .collect();
+            // Completed selections are pruned as blocks arrive; what is left after the
+            // read timeout (no peer has it) is dropped. One timer per listing, not a
+            // task per range woken by every arriving block.
+            let feed = feed.clone();
+            let timeout = self.opts.read_timeout;
+            self.rt.spawn(async move {
+                tokio::time::sleep(timeout).await;
+                let mut st = feed.lock();
+                let hyperdrive::protocol::replicate::shared::FeedState { feed: f, wants, .. } =
+                    &mut *st;
+                wants.prune(f);
+                for id in ids {
+                    wants.deselect(id);
+                }
+            });
         }
     }
 
@@ -1329,7 +1341,12 @@ mod tests {
         // listing brings the small files' content, not the big one's.
         let (r, stop) = replica(w_store, &w).await;
         let md = r.metadata_feed().clone();
-        let b = DriveBackend::new(r.clone(), DriveBackendOptions::default(), &rt);
+        let on = DriveBackendOptions {
+            read_timeout: Duration::from_millis(500),
+            ..DriveBackendOptions::default()
+        };
+        assert!(on.eager_metadata && on.prefetch_small_files == SMALL_FILE);
+        let b = DriveBackend::new(r.clone(), on, &rt);
         eventually("all metadata held", || {
             held_of(&md, 0, md.len()) == md.len()
         })
@@ -1344,7 +1361,15 @@ mod tests {
         assert_eq!(held(&r), 40, "exactly the small files");
         assert_eq!(held_of(&content, big.offset, big.offset + big.blocks), 0);
         let _ = stop.send(true);
-        // Their content is local now: reads need no peer.
+        // Content no peer delivers is not wanted forever: dropped after the read timeout
+        // (and the completed selections are gone too).
+        b.readdir("/e").await.expect("readdir");
+        assert!(!content.lock().wants.selections().is_empty(), "selected");
+        eventually("selections dropped", || {
+            content.lock().wants.selections().is_empty()
+        })
+        .await;
+        // The small files' content is local: reads need no peer.
         for e in list.iter().filter(|e| e.name != "big") {
             let data = b
                 .read(&format!("/d/{}", e.name), 0, 2000)
