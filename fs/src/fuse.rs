@@ -1,8 +1,12 @@
 //! [`HyperFs`]: the `fuser::Filesystem` that serves a [`Backend`] to the kernel.
 //!
-//! The FUSE session thread only resolves inode numbers to paths and spawns a task on the
-//! tokio runtime; the task awaits the backend (bounded by a timeout) and replies. So a
-//! read waiting for a peer never stalls `ls` elsewhere on the mount.
+//! The FUSE session thread never waits for the backend. It answers what it already
+//! knows at the backend's current generation ([`crate::meta_cache`]: lookups, attributes,
+//! extended attributes, access checks, listings; and read-only open/flush/release, which
+//! need no backend at all) and otherwise spawns a task on the tokio runtime; the task
+//! awaits the backend (bounded by a timeout), fills the cache and replies. So a read
+//! waiting for a peer never stalls `ls` elsewhere on the mount, and a warm `ls -l` costs
+//! no task at all.
 //!
 //! Writes go to a per-open-file scratch file (copy-on-write of the whole file, as the
 //! drive is append-only) and are committed as ONE new file version on flush, fsync or
