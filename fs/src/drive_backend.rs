@@ -33,6 +33,8 @@ const S_IFREG: u32 = 0o100_000;
 
 /// Bound on cached open file handles (one per recently read path).
 const MAX_HANDLES: usize = 256;
+/// Bound on handles kept from listings (see `DriveBackend::listed`).
+const MAX_LISTED: usize = 1 << 16;
 /// Held blocks summed exactly by `statfs`; above this the byte count is estimated from
 /// the block count (a bitfield count is cheap, one tree node per block is not).
 const STATFS_EXACT_BLOCKS: u64 = 65_536;
@@ -86,6 +88,7 @@ impl Default for DriveBackendOptions {
 /// An open file remembered between reads: FUSE reads come in pieces of at most 1 MiB,
 /// and re-resolving the path for each would cost a trie lookup per piece.
 struct CachedFile {
+    /// The drive generation the handle was opened at.
     version: u64,
     handle: FileHandle,
     /// Furthest end of the current sequential stream of reads (a read starting here,
@@ -106,6 +109,10 @@ pub struct DriveBackend {
     versions: Arc<watch::Sender<u64>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
     files: Mutex<HashMap<String, CachedFile>>,
+    /// Read handles made from the Stats of recent listings, with the generation they
+    /// were listed at: `grep -r` opens every file right after listing its directory,
+    /// and this spares each read a trie lookup. Bounded by [`MAX_LISTED`].
+    listed: Mutex<HashMap<String, (u64, FileHandle)>>,
     /// Node count for `statfs`, with the version it was counted at.
     node_count: Mutex<Option<(u64, u64)>>,
     /// The whole-metadata download selection (see `eager_metadata`), dropped with us.
@@ -158,6 +165,7 @@ impl DriveBackend {
             versions,
             watcher,
             files: Mutex::new(HashMap::new()),
+            listed: Mutex::new(HashMap::new()),
             node_count: Mutex::new(None),
             eager,
             rt: rt.clone(),
@@ -206,17 +214,25 @@ impl DriveBackend {
 
     /// Open handle for `path` at the current version (cached).
     async fn handle(&self, path: &str) -> Result<FileHandle, FsError> {
-        let version = self.drive.version();
+        // Keyed by generation, not version: a nested drive may change what a path holds.
+        let version = self.drive.generation();
         if let Some(c) = lock(&self.files).get(path) {
             if c.version == version {
                 return Ok(c.handle.clone());
             }
         }
-        let handle = self
-            .drive
-            .open_file(path)
-            .await
-            .map_err(|e| self.err(path, e))?;
+        let listed = match lock(&self.listed).remove(path) {
+            Some((g, h)) if g == version => Some(h),
+            _ => None,
+        };
+        let handle = match listed {
+            Some(h) => h,
+            None => self
+                .drive
+                .open_file(path)
+                .await
+                .map_err(|e| self.err(path, e))?,
+        };
         let mut files = lock(&self.files);
         if files.len() >= MAX_HANDLES {
             files.clear();
@@ -301,14 +317,15 @@ impl DriveBackend {
     /// held yet (see [`DriveBackendOptions::prefetch_small_files`]), bounded per listing
     /// and merged into contiguous ranges per content feed. Selections nobody completes
     /// are dropped after the read timeout.
-    fn prefetch_small_files(&self, entries: &[(hyperdrive::drive::DirEntry, Arc<SharedFeed>)]) {
+    fn prefetch_small_files(&self, entries: &[(hyperdrive::drive::DirEntry, Drive)]) {
         let max = self.opts.prefetch_small_files;
         if max == 0 {
             return;
         }
         let mut budget = PREFETCH_LISTING_BYTES;
         let mut by_feed: Vec<FeedRanges<'_>> = Vec::new();
-        for (e, feed) in entries {
+        for (e, owner) in entries {
+            let feed = owner.content_feed();
             let Some(st) = &e.stat else { continue };
             // A block holds at least one byte: more blocks than bytes is a bad Stat.
             if !st.is_file() || st.size > max || st.size > budget {
@@ -359,6 +376,35 @@ impl DriveBackend {
                     wants.deselect(id);
                 }
             });
+        }
+    }
+
+    /// Keeps read handles for the regular files of a listing of `dir` made at
+    /// `generation` (see `listed`).
+    fn remember_listed(
+        &self,
+        dir: &str,
+        generation: u64,
+        entries: &[(hyperdrive::drive::DirEntry, Drive)],
+    ) {
+        let handles: Vec<(String, FileHandle)> = entries
+            .iter()
+            .filter_map(|(e, owner)| {
+                let path = join(dir, &e.name);
+                let h = owner.listed_file(&path, e.stat.as_ref()?)?;
+                Some((path, h))
+            })
+            .take(MAX_LISTED)
+            .collect();
+        if handles.is_empty() {
+            return;
+        }
+        let mut listed = lock(&self.listed);
+        if listed.len() + handles.len() > MAX_LISTED {
+            listed.clear();
+        }
+        for (path, h) in handles {
+            listed.insert(path, (generation, h));
         }
     }
 
@@ -533,12 +579,15 @@ impl Backend for DriveBackend {
     }
 
     async fn readdir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
+        // Read before the listing: the handles below are valid at this generation only.
+        let generation = self.drive.generation();
         let entries = self
             .drive
             .readdir_stats(path)
             .await
             .map_err(|e| self.err(path, e))?;
         self.prefetch_small_files(&entries);
+        self.remember_listed(path, generation, &entries);
         let mut out = Vec::with_capacity(entries.len());
         for (e, _) in entries {
             let attr = match e.stat {
@@ -1419,6 +1468,50 @@ mod tests {
             .await
             .expect("w");
         assert!(b.generation() > g, "and so does our own write");
+    }
+
+    #[tokio::test]
+    async fn reads_use_listed_handles_until_anything_changes() {
+        let b = backend(&tokio::runtime::Handle::current()).await;
+        let t = SystemTime::now();
+        b.mkdir("/d", 0o755).await.expect("mkdir");
+        b.write_file("/d/a", bytes(b"one"), 0o644, t)
+            .await
+            .expect("w");
+        b.symlink("a", "/d/l").await.expect("ln");
+        let other = b.drive().sibling("other").await.expect("sibling");
+        other
+            .write_file("/in.txt", b"inner", WriteOptions::default())
+            .await
+            .expect("w");
+        b.drive()
+            .mount("/d/m", &other.key(), None, WriteOptions::default())
+            .await
+            .expect("mount");
+        b.readdir("/d").await.expect("readdir");
+        b.readdir("/d/m").await.expect("readdir");
+        let listed = |p: &str| lock(&b.listed).contains_key(p);
+        assert!(listed("/d/a") && listed("/d/m/in.txt"));
+        assert!(!listed("/d/l") && !listed("/d/m"), "files only");
+        assert_eq!(b.read("/d/a", 0, 10).await.expect("read"), b"one");
+        assert!(!listed("/d/a"), "taken by the read");
+        // A file of the nested drive reads from that drive's content feed.
+        assert_eq!(b.read("/d/m/in.txt", 0, 10).await.expect("read"), b"inner");
+        assert_eq!(b.read("/d/l", 0, 10).await.expect("read"), b"one");
+        // Our own rewrite, and a change inside the nested drive: both show at once.
+        b.readdir("/d").await.expect("readdir");
+        b.write_file("/d/a", bytes(b"two!"), 0o644, t)
+            .await
+            .expect("w");
+        assert_eq!(b.read("/d/a", 0, 10).await.expect("read"), b"two!");
+        other
+            .write_file("/in.txt", b"changed", WriteOptions::default())
+            .await
+            .expect("w");
+        assert_eq!(
+            b.read("/d/m/in.txt", 0, 10).await.expect("read"),
+            b"changed"
+        );
     }
 
     #[tokio::test]

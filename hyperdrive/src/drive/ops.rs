@@ -782,14 +782,11 @@ impl Drive {
     }
 
     /// The children of directory `path` with their stats (every entry has one), each
-    /// with the content feed of the drive it belongs to (inside a mount: the mounted
-    /// drive's), sorted by name. A child whose own node the listing already holds is
-    /// decoded from it; only implicit directories and mount points take a lookup of
-    /// their own, so a listing costs one walk of the directory, not one per entry.
-    pub async fn readdir_stats(
-        &self,
-        path: &str,
-    ) -> Result<Vec<(DirEntry, Arc<SharedFeed>)>, DriveError> {
+    /// with the drive it belongs to (inside a mount: the mounted drive), sorted by name.
+    /// A child whose own node the listing already holds is decoded from it; only
+    /// implicit directories and mount points take a lookup of their own, so a listing
+    /// costs one walk of the directory, not one per entry.
+    pub async fn readdir_stats(&self, path: &str) -> Result<Vec<(DirEntry, Drive)>, DriveError> {
         let key = valid_key(path)?;
         let (st, _, dir) = self.stat_key(&key).await?;
         if !st.is_dir() {
@@ -828,7 +825,7 @@ impl Drive {
                     name,
                     stat: Some(stat),
                 },
-                owner.content.feed.clone(),
+                owner,
             ));
         }
         Ok(out)
@@ -857,6 +854,25 @@ impl Drive {
         out.sort();
         out.dedup();
         Ok(out)
+    }
+
+    /// A read handle for the regular file at drive path `path` whose Stat a listing
+    /// returned, `self` being the drive [`Drive::readdir_stats`] named as its owner: what
+    /// [`Drive::open_file`] gives for that path at the listing's version, without the
+    /// lookup. `None` for anything else (`open_file` follows symlinks; directories and
+    /// mounts are not files).
+    pub fn listed_file(&self, path: &str, stat: &Stat) -> Option<FileHandle> {
+        if !stat.is_file() || stat.mount.is_some() {
+            return None;
+        }
+        Some(FileHandle {
+            content: self.content.feed.clone(),
+            ahead: self.content.ahead.clone(),
+            blocks: self.content.blocks.clone(),
+            timeout: self.ctx.opts.timeout,
+            path: path.to_string(),
+            stat: stat.clone(),
+        })
     }
 
     /// Opens a file for reading (following symlinks).
