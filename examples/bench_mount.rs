@@ -238,7 +238,8 @@ fn mount(args: &Args, rt: &tokio::runtime::Runtime) -> Result<()> {
     }
     if args.get("eager-metadata") == Some("1") {
         // Select the whole metadata feed (live) for download in the background, so
-        // directory walks do not wait one round trip per trie node.
+        // directory walks do not wait one round trip per trie node. (The drive adapter
+        // now does the same for every remote drive; this stays as a cross-check.)
         drive.metadata_feed().download(0, None);
     }
     let mut opts = DriveMountOptions {

@@ -13,7 +13,9 @@
 //! nodes. It is not atomic: a crash in between leaves both names; readers in between see
 //! both. A target file is replaced; a target directory must be empty.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::error::FsError;
@@ -37,7 +39,14 @@ pub struct Attr {
     pub mode: u32,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
+    /// The set extended attributes. Carried with the other attributes (a drive keeps
+    /// them in the same Stat) so the adapter can answer `getxattr`/`listxattr` from
+    /// what `stat`/`readdir` already returned, without another backend call.
+    pub xattrs: Xattrs,
 }
+
+/// Extended attributes by name (shared: attributes are copied into caches often).
+pub type Xattrs = Arc<BTreeMap<String, Vec<u8>>>;
 
 /// One child of a directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +138,13 @@ pub trait Backend: Send + Sync + 'static {
     fn statfs(&self) -> impl Future<Output = Result<StatFs, FsError>> + Send;
     /// The current version (metadata feed length for a drive). Cheap, never waits.
     fn version(&self) -> u64;
+    /// A number that grows whenever anything the backend shows may have changed: its
+    /// own writes, replicated updates, and changes of anything it shows from elsewhere
+    /// (a drive's nested mounts). The adapter keys its caches by it, so it must move
+    /// before a mutating call returns. Cheap, never waits; called on the FUSE thread.
+    fn generation(&self) -> u64 {
+        self.version()
+    }
     /// Receives every new version as the drive changes (local writes or replication).
     fn watch(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Whether mutating calls can succeed. Fixed for the life of the backend.
@@ -226,6 +242,9 @@ impl<B: Backend> Backend for std::sync::Arc<B> {
     }
     fn version(&self) -> u64 {
         (**self).version()
+    }
+    fn generation(&self) -> u64 {
+        (**self).generation()
     }
     fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
         (**self).watch()

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hyperdrive::drive::{Drive, DriveError, FileHandle, Stat, WriteOptions, MAX_BLOCK_SIZE};
+use hyperdrive::protocol::replicate::SharedFeed;
 use tokio::sync::watch;
 
 use crate::backend::{
@@ -32,6 +33,8 @@ const S_IFREG: u32 = 0o100_000;
 
 /// Bound on cached open file handles (one per recently read path).
 const MAX_HANDLES: usize = 256;
+/// Bound on handles kept from listings (see `DriveBackend::listed`).
+const MAX_LISTED: usize = 1 << 16;
 /// Held blocks summed exactly by `statfs`; above this the byte count is estimated from
 /// the block count (a bitfield count is cheap, one tree node per block is not).
 const STATFS_EXACT_BLOCKS: u64 = 65_536;
@@ -40,6 +43,16 @@ const STATFS_EXACT_BLOCKS: u64 = 65_536;
 const NOMINAL_FREE: u64 = 1 << 40;
 /// How often the version watcher re-arms its wait on the metadata feed.
 const WATCH_POLL: Duration = Duration::from_secs(1);
+/// Default [`DriveBackendOptions::prefetch_small_files`].
+pub const SMALL_FILE: u64 = 64 * 1024;
+/// How far the read-ahead window may grow, as a multiple of `prefetch_blocks`: a
+/// long sequential reader (`cat` of a big file) keeps the network busy with a deep
+/// window, a short or random one never gets past the first.
+const PREFETCH_GROWTH: u64 = 8;
+/// How far behind the furthest end a read may start and still count as sequential.
+const SEQUENTIAL_SLACK: u64 = 8 << 20;
+/// Bound on the content one listing selects for download.
+const PREFETCH_LISTING_BYTES: u64 = 8 << 20;
 
 /// Tuning of a [`DriveBackend`].
 #[derive(Clone, Debug)]
@@ -50,6 +63,14 @@ pub struct DriveBackendOptions {
     pub prefetch_blocks: u64,
     /// Refuse writes even if the drive is writable.
     pub read_only: bool,
+    /// Select the whole metadata feed of a drive we cannot write for download as soon
+    /// as the backend is made: a walk (`ls -lR`, `find`) then waits for a stream of
+    /// blocks instead of one round trip per trie node.
+    pub eager_metadata: bool,
+    /// Files up to this size have their content selected for download when their
+    /// directory is listed (0: off): `grep -r` reads every file right after the
+    /// listing, and one selection per directory beats one round trip per file.
+    pub prefetch_small_files: u64,
 }
 
 impl Default for DriveBackendOptions {
@@ -58,6 +79,8 @@ impl Default for DriveBackendOptions {
             read_timeout: Duration::from_secs(15),
             prefetch_blocks: 8,
             read_only: false,
+            eager_metadata: true,
+            prefetch_small_files: SMALL_FILE,
         }
     }
 }
@@ -65,12 +88,17 @@ impl Default for DriveBackendOptions {
 /// An open file remembered between reads: FUSE reads come in pieces of at most 1 MiB,
 /// and re-resolving the path for each would cost a trie lookup per piece.
 struct CachedFile {
+    /// The drive generation the handle was opened at.
     version: u64,
     handle: FileHandle,
-    /// Where the last read ended (a read starting here is sequential).
+    /// Furthest end of the current sequential stream of reads (a read starting here,
+    /// or a little before, continues it).
     next: u64,
     /// Content blocks below this index were already selected for download.
     prefetched_to: u64,
+    /// Size of the last selection: doubles (up to [`PREFETCH_GROWTH`] times the
+    /// configured window) each time a sequential reader uses half of it up.
+    window: u64,
 }
 
 /// A [`Backend`] over a drive.
@@ -81,8 +109,14 @@ pub struct DriveBackend {
     versions: Arc<watch::Sender<u64>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
     files: Mutex<HashMap<String, CachedFile>>,
+    /// Read handles made from the Stats of recent listings, with the generation they
+    /// were listed at: `grep -r` opens every file right after listing its directory,
+    /// and this spares each read a trie lookup. Bounded by [`MAX_LISTED`].
+    listed: Mutex<HashMap<String, (u64, FileHandle)>>,
     /// Node count for `statfs`, with the version it was counted at.
     node_count: Mutex<Option<(u64, u64)>>,
+    /// The whole-metadata download selection (see `eager_metadata`), dropped with us.
+    eager: Option<u64>,
     rt: tokio::runtime::Handle,
 }
 
@@ -118,6 +152,12 @@ impl DriveBackend {
             let weak = Arc::downgrade(&versions);
             Some(rt.spawn(follow_versions(drive.clone(), version, weak)))
         };
+        let remote = !drive.metadata_feed().lock().feed.writable();
+        let eager = (opts.eager_metadata && remote).then(|| {
+            // A checkout needs its own version only; a live drive everything, as it grows.
+            let end = drive.trie().is_checkout().then(|| drive.version());
+            drive.metadata_feed().download(0, end)
+        });
         DriveBackend {
             drive,
             opts,
@@ -125,7 +165,9 @@ impl DriveBackend {
             versions,
             watcher,
             files: Mutex::new(HashMap::new()),
+            listed: Mutex::new(HashMap::new()),
             node_count: Mutex::new(None),
+            eager,
             rt: rt.clone(),
         }
     }
@@ -172,17 +214,25 @@ impl DriveBackend {
 
     /// Open handle for `path` at the current version (cached).
     async fn handle(&self, path: &str) -> Result<FileHandle, FsError> {
-        let version = self.drive.version();
+        // Keyed by generation, not version: a nested drive may change what a path holds.
+        let version = self.drive.generation();
         if let Some(c) = lock(&self.files).get(path) {
             if c.version == version {
                 return Ok(c.handle.clone());
             }
         }
-        let handle = self
-            .drive
-            .open_file(path)
-            .await
-            .map_err(|e| self.err(path, e))?;
+        let listed = match lock(&self.listed).remove(path) {
+            Some((g, h)) if g == version => Some(h),
+            _ => None,
+        };
+        let handle = match listed {
+            Some(h) => h,
+            None => self
+                .drive
+                .open_file(path)
+                .await
+                .map_err(|e| self.err(path, e))?,
+        };
         let mut files = lock(&self.files);
         if files.len() >= MAX_HANDLES {
             files.clear();
@@ -194,6 +244,7 @@ impl DriveBackend {
                 handle: handle.clone(),
                 next: 0,
                 prefetched_to: 0,
+                window: 0,
             },
         );
         Ok(handle)
@@ -207,8 +258,15 @@ impl DriveBackend {
         let sequential = {
             let mut files = lock(&self.files);
             let Some(c) = files.get_mut(path) else { return };
-            let seq = c.next == start;
-            c.next = end;
+            // The kernel reads ahead with several reads in flight, which finish (and
+            // arrive here) in any order: a read that starts a little behind the
+            // furthest end seen is still part of the sequential stream.
+            let seq = start <= c.next && c.next - start <= SEQUENTIAL_SLACK;
+            c.next = if seq { c.next.max(end) } else { end };
+            if !seq {
+                // A seek: the next window starts small again.
+                c.window = 0;
+            }
             seq
         };
         if n == 0 || !sequential || end >= st.size {
@@ -222,17 +280,24 @@ impl DriveBackend {
             return;
         };
         let file_end = st.offset + st.blocks;
-        let to = (idx + n).min(file_end);
-        let from = {
+        let (from, to) = {
             let mut files = lock(&self.files);
             let Some(c) = files.get_mut(path) else { return };
             // Re-select only when the reader has used up half of the previous window.
-            if c.prefetched_to >= idx + n.div_ceil(2) || c.prefetched_to >= file_end {
+            let last = c.window.max(n);
+            if c.prefetched_to >= idx + last.div_ceil(2) || c.prefetched_to >= file_end {
                 return;
             }
+            let window = if c.window == 0 {
+                n
+            } else {
+                (c.window * 2).min(n * PREFETCH_GROWTH)
+            };
+            let to = (idx + window).min(file_end);
             let from = c.prefetched_to.max(idx);
             c.prefetched_to = to;
-            from
+            c.window = window;
+            (from, to)
         };
         let feed = h.content_feed().clone();
         if from >= to || feed.lock().feed.bitfield().count_data(from, to) == to - from {
@@ -246,6 +311,101 @@ impl DriveBackend {
                 feed.lock().wants.deselect(id);
             }
         });
+    }
+
+    /// Selects for download the content of the small files of a listing that are not
+    /// held yet (see [`DriveBackendOptions::prefetch_small_files`]), bounded per listing
+    /// and merged into contiguous ranges per content feed. Selections nobody completes
+    /// are dropped after the read timeout.
+    fn prefetch_small_files(&self, entries: &[(hyperdrive::drive::DirEntry, Drive)]) {
+        let max = self.opts.prefetch_small_files;
+        if max == 0 {
+            return;
+        }
+        let mut budget = PREFETCH_LISTING_BYTES;
+        let mut by_feed: Vec<FeedRanges<'_>> = Vec::new();
+        for (e, owner) in entries {
+            let feed = owner.content_feed();
+            let Some(st) = &e.stat else { continue };
+            // A block holds at least one byte: more blocks than bytes is a bad Stat.
+            if !st.is_file() || st.size > max || st.size > budget {
+                continue;
+            }
+            if st.blocks == 0 || st.blocks > st.size {
+                continue;
+            }
+            budget -= st.size;
+            let range = (st.offset, st.offset.saturating_add(st.blocks));
+            match by_feed.iter_mut().find(|(f, _)| Arc::ptr_eq(f, feed)) {
+                Some((_, ranges)) => ranges.push(range),
+                None => by_feed.push((feed, vec![range])),
+            }
+        }
+        for (feed, ranges) in by_feed {
+            let wanted: Vec<(u64, u64)> = {
+                let st = feed.lock();
+                if st.feed.writable() {
+                    continue;
+                }
+                // Not clipped to the feed's length: a sparse reader may not know the
+                // content feed's length yet; peers serve what the Stats point at.
+                merge_ranges(ranges)
+                    .into_iter()
+                    .filter(|&(from, to)| st.feed.bitfield().count_data(from, to) < to - from)
+                    .collect()
+            };
+            if wanted.is_empty() {
+                continue;
+            }
+            let ids: Vec<u64> = wanted
+                .into_iter()
+                .map(|(from, to)| feed.download(from, Some(to)))
+                .collect();
+            // Completed selections are pruned as blocks arrive; what is left after the
+            // read timeout (no peer has it) is dropped. One timer per listing, not a
+            // task per range woken by every arriving block.
+            let feed = feed.clone();
+            let timeout = self.opts.read_timeout;
+            self.rt.spawn(async move {
+                tokio::time::sleep(timeout).await;
+                let mut st = feed.lock();
+                let hyperdrive::protocol::replicate::shared::FeedState { feed: f, wants, .. } =
+                    &mut *st;
+                wants.prune(f);
+                for id in ids {
+                    wants.deselect(id);
+                }
+            });
+        }
+    }
+
+    /// Keeps read handles for the regular files of a listing of `dir` made at
+    /// `generation` (see `listed`).
+    fn remember_listed(
+        &self,
+        dir: &str,
+        generation: u64,
+        entries: &[(hyperdrive::drive::DirEntry, Drive)],
+    ) {
+        let handles: Vec<(String, FileHandle)> = entries
+            .iter()
+            .filter_map(|(e, owner)| {
+                let path = join(dir, &e.name);
+                let h = owner.listed_file(&path, e.stat.as_ref()?)?;
+                Some((path, h))
+            })
+            .take(MAX_LISTED)
+            .collect();
+        if handles.is_empty() {
+            return;
+        }
+        let mut listed = lock(&self.listed);
+        if listed.len() + handles.len() > MAX_LISTED {
+            listed.clear();
+        }
+        for (path, h) in handles {
+            listed.insert(path, (generation, h));
+        }
     }
 
     /// Number of nodes in the drive (cached per version).
@@ -291,6 +451,9 @@ impl Drop for DriveBackend {
     fn drop(&mut self) {
         if let Some(w) = self.watcher.take() {
             w.abort();
+        }
+        if let Some(id) = self.eager.take() {
+            self.drive.metadata_feed().lock().wants.deselect(id);
         }
     }
 }
@@ -374,13 +537,35 @@ pub fn attr_of(st: &Stat) -> Attr {
         FileKind::Symlink => st.linkname.as_ref().map_or(0, |l| l.len() as u64),
         FileKind::Dir => 0,
     };
+    let xattrs = st
+        .metadata
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+        .collect();
     Attr {
         kind,
         size,
         mode: st.mode & 0o7777,
         mtime: time_of(st.mtime),
         ctime: time_of(st.ctime),
+        xattrs: Arc::new(xattrs),
     }
+}
+
+/// Block ranges wanted from one content feed.
+type FeedRanges<'a> = (&'a Arc<SharedFeed>, Vec<(u64, u64)>);
+
+/// Sorted, merged `[from, to)` ranges (touching ranges join).
+fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (from, to) in ranges {
+        match out.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => out.push((from, to)),
+        }
+    }
+    out
 }
 
 /// `to` names `from` or something below it.
@@ -394,13 +579,17 @@ impl Backend for DriveBackend {
     }
 
     async fn readdir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
+        // Read before the listing: the handles below are valid at this generation only.
+        let generation = self.drive.generation();
         let entries = self
             .drive
-            .readdir(path, true)
+            .readdir_stats(path)
             .await
             .map_err(|e| self.err(path, e))?;
+        self.prefetch_small_files(&entries);
+        self.remember_listed(path, generation, &entries);
         let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
+        for (e, _) in entries {
             let attr = match e.stat {
                 Some(st) => attr_of(&st),
                 None => self.stat(&join(path, &e.name)).await?,
@@ -497,6 +686,10 @@ impl Backend for DriveBackend {
 
     fn version(&self) -> u64 {
         self.drive.version()
+    }
+
+    fn generation(&self) -> u64 {
+        self.drive.generation()
     }
 
     fn watch(&self) -> watch::Receiver<u64> {
@@ -1060,9 +1253,6 @@ mod tests {
     /// A writer drive of 64 blocks of 16 KiB replicated over an in-memory pipe to a
     /// sparse reader; returns (reader drive, stop sender).
     async fn sparse_pair() -> (Drive, tokio::sync::watch::Sender<bool>, Vec<u8>) {
-        use hyperdrive::protocol::driver::{
-            replicate, shutdown_channel, ConnectionStats, FeedSource, ReplicateOptions,
-        };
         use hyperdrive::store::Corestore;
         let w_store = Corestore::in_memory([5; 32]);
         let w = Drive::named(
@@ -1081,6 +1271,20 @@ mod tests {
             fw.write(c).await.expect("write");
         }
         fw.finish().await.expect("finish");
+        let (r, stop) = replica(w_store, &w).await;
+        (r, stop, data)
+    }
+
+    /// A sparse reader of `w` (held in `w_store`) over an in-memory pipe; returns the
+    /// reader drive (at `w`'s version) and the replication's stop sender.
+    async fn replica(
+        w_store: hyperdrive::store::Corestore,
+        w: &Drive,
+    ) -> (Drive, tokio::sync::watch::Sender<bool>) {
+        use hyperdrive::protocol::driver::{
+            replicate, shutdown_channel, ConnectionStats, FeedSource, ReplicateOptions,
+        };
+        use hyperdrive::store::Corestore;
         let r_store = Corestore::in_memory([6; 32]);
         let (x, y) = tokio::io::duplex(1 << 20);
         let (stop, rx) = shutdown_channel();
@@ -1113,12 +1317,280 @@ mod tests {
                 .await,
             v
         );
-        (r, stop, data)
+        (r, stop)
+    }
+
+    fn held_of(f: &SharedFeed, from: u64, to: u64) -> u64 {
+        f.lock().feed.bitfield().count_data(from, to)
+    }
+
+    /// Waits (bounded) until `cond` holds.
+    async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        let t0 = std::time::Instant::now();
+        while !cond() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "never: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn remote_drives_fetch_metadata_eagerly_and_small_files_on_listing() {
+        use hyperdrive::store::Corestore;
+        let rt = tokio::runtime::Handle::current();
+        let w_store = Corestore::in_memory([7; 32]);
+        let w = Drive::named(
+            Arc::new(w_store.clone()),
+            "default",
+            DriveOptions::default(),
+        )
+        .await
+        .expect("writer");
+        for i in 0..40 {
+            w.write_file(
+                &format!("/d/f{i:02}"),
+                &[i as u8; 1000],
+                WriteOptions::default(),
+            )
+            .await
+            .expect("small");
+        }
+        let mut fw = w
+            .create_writer("/d/big", WriteOptions::default())
+            .await
+            .expect("writer");
+        for _ in 0..8 {
+            fw.write(&[9u8; 16_384]).await.expect("write");
+        }
+        fw.finish().await.expect("finish");
+        w.write_file("/e/g", b"elsewhere", WriteOptions::default())
+            .await
+            .expect("w");
+
+        // Off: nothing is fetched beyond what is asked.
+        let (r, stop) = replica(w_store.clone(), &w).await;
+        let md = r.metadata_feed().clone();
+        let off = DriveBackendOptions {
+            eager_metadata: false,
+            prefetch_small_files: 0,
+            ..DriveBackendOptions::default()
+        };
+        let b = DriveBackend::new(r.clone(), off, &rt);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            held_of(&md, 0, md.len()) < md.len(),
+            "metadata stays sparse"
+        );
+        assert_eq!(b.readdir("/d").await.expect("readdir").len(), 41);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(held(&r), 0, "no content without reads");
+        drop(b);
+        let _ = stop.send(true);
+
+        // On (the defaults): the whole metadata feed arrives without any call, and a
+        // listing brings the small files' content, not the big one's.
+        let (r, stop) = replica(w_store, &w).await;
+        let md = r.metadata_feed().clone();
+        let on = DriveBackendOptions {
+            read_timeout: Duration::from_millis(500),
+            ..DriveBackendOptions::default()
+        };
+        assert!(on.eager_metadata && on.prefetch_small_files == SMALL_FILE);
+        let b = DriveBackend::new(r.clone(), on, &rt);
+        eventually("all metadata held", || {
+            held_of(&md, 0, md.len()) == md.len()
+        })
+        .await;
+        assert_eq!(held(&r), 0);
+        let list = b.readdir("/d").await.expect("readdir");
+        let content = r.content_feed().clone();
+        let big = r.lstat("/d/big").await.expect("stat");
+        assert_eq!(big.blocks, 8);
+        eventually("small files held", || held(&r) >= 40).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(held(&r), 40, "exactly the small files");
+        assert_eq!(held_of(&content, big.offset, big.offset + big.blocks), 0);
+        let _ = stop.send(true);
+        // Content no peer delivers is not wanted forever: dropped after the read timeout
+        // (and the completed selections are gone too).
+        b.readdir("/e").await.expect("readdir");
+        assert!(!content.lock().wants.selections().is_empty(), "selected");
+        eventually("selections dropped", || {
+            content.lock().wants.selections().is_empty()
+        })
+        .await;
+        // The small files' content is local: reads need no peer.
+        for e in list.iter().filter(|e| e.name != "big") {
+            let data = b
+                .read(&format!("/d/{}", e.name), 0, 2000)
+                .await
+                .expect("read");
+            assert_eq!(data.len(), 1000);
+        }
+        drop(b);
+        assert!(
+            md.lock().wants.selections().is_empty(),
+            "the eager selection ends with the backend"
+        );
+    }
+
+    #[test]
+    fn ranges_merge() {
+        assert_eq!(
+            merge_ranges(vec![(5, 6), (0, 2), (2, 3), (8, 9), (1, 2)]),
+            [(0, 3), (5, 6), (8, 9)]
+        );
+        assert!(merge_ranges(Vec::new()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn attrs_carry_xattrs_and_generation_follows_nested_drives() {
+        let b = backend(&tokio::runtime::Handle::current()).await;
+        b.write_file("/f", bytes(b"x"), 0o644, SystemTime::now())
+            .await
+            .expect("w");
+        b.setxattr("/f", "user.k", b"v").await.expect("xattr");
+        let a = b.stat("/f").await.expect("stat");
+        assert_eq!(a.xattrs.get("user.k"), Some(&b"v".to_vec()));
+        let other = b.drive().sibling("other").await.expect("sibling");
+        b.drive()
+            .mount("/m", &other.key(), None, WriteOptions::default())
+            .await
+            .expect("mount");
+        let (v, g) = (b.version(), b.generation());
+        other
+            .write_file("/in.txt", b"inner", WriteOptions::default())
+            .await
+            .expect("w");
+        assert_eq!(b.version(), v, "a nested drive's write is not our version");
+        assert!(b.generation() > g, "but it moves the generation");
+        let g = b.generation();
+        b.write_file("/f", bytes(b"xy"), 0o644, SystemTime::now())
+            .await
+            .expect("w");
+        assert!(b.generation() > g, "and so does our own write");
+    }
+
+    #[tokio::test]
+    async fn reads_use_listed_handles_until_anything_changes() {
+        let b = backend(&tokio::runtime::Handle::current()).await;
+        let t = SystemTime::now();
+        b.mkdir("/d", 0o755).await.expect("mkdir");
+        b.write_file("/d/a", bytes(b"one"), 0o644, t)
+            .await
+            .expect("w");
+        b.symlink("a", "/d/l").await.expect("ln");
+        let other = b.drive().sibling("other").await.expect("sibling");
+        other
+            .write_file("/in.txt", b"inner", WriteOptions::default())
+            .await
+            .expect("w");
+        b.drive()
+            .mount("/d/m", &other.key(), None, WriteOptions::default())
+            .await
+            .expect("mount");
+        b.readdir("/d").await.expect("readdir");
+        b.readdir("/d/m").await.expect("readdir");
+        let listed = |p: &str| lock(&b.listed).contains_key(p);
+        assert!(listed("/d/a") && listed("/d/m/in.txt"));
+        assert!(!listed("/d/l") && !listed("/d/m"), "files only");
+        assert_eq!(b.read("/d/a", 0, 10).await.expect("read"), b"one");
+        assert!(!listed("/d/a"), "taken by the read");
+        // A file of the nested drive reads from that drive's content feed.
+        assert_eq!(b.read("/d/m/in.txt", 0, 10).await.expect("read"), b"inner");
+        assert_eq!(b.read("/d/l", 0, 10).await.expect("read"), b"one");
+        // Our own rewrite, and a change inside the nested drive: both show at once.
+        b.readdir("/d").await.expect("readdir");
+        b.write_file("/d/a", bytes(b"two!"), 0o644, t)
+            .await
+            .expect("w");
+        assert_eq!(b.read("/d/a", 0, 10).await.expect("read"), b"two!");
+        other
+            .write_file("/in.txt", b"changed", WriteOptions::default())
+            .await
+            .expect("w");
+        assert_eq!(
+            b.read("/d/m/in.txt", 0, 10).await.expect("read"),
+            b"changed"
+        );
+    }
+
+    #[tokio::test]
+    async fn listing_attrs_match_lookups() {
+        let b = backend(&tokio::runtime::Handle::current()).await;
+        let t = SystemTime::now();
+        b.mkdir("/d", 0o750).await.expect("mkdir");
+        b.write_file("/d/f", bytes(b"hello"), 0o640, t)
+            .await
+            .expect("w");
+        b.setxattr("/d/f", "user.k", b"v").await.expect("xattr");
+        b.symlink("f", "/d/l").await.expect("ln");
+        // Implicit directories: only the file below them has a node.
+        b.drive()
+            .write_file("/imp/x/y", b"deep", WriteOptions::default())
+            .await
+            .expect("w");
+        b.write_file("/d/f", bytes(b"rewritten"), 0o600, t)
+            .await
+            .expect("w");
+        b.unlink("/d/l").await.expect("rm");
+        b.symlink("f", "/d/l2").await.expect("ln");
+        let other = b.drive().sibling("other").await.expect("sibling");
+        other
+            .write_file("/in.txt", b"inner", WriteOptions::default())
+            .await
+            .expect("w");
+        b.drive()
+            .mount("/d/m", &other.key(), None, WriteOptions::default())
+            .await
+            .expect("mount");
+        for dir in ["/", "/d", "/imp", "/imp/x", "/d/m"] {
+            let list = b.readdir(dir).await.expect("readdir");
+            assert!(!list.is_empty(), "{dir}");
+            for e in list {
+                let p = join(dir, &e.name);
+                assert_eq!(e.attr, b.stat(&p).await.expect("stat"), "{p}");
+            }
+        }
+        let names: Vec<_> = b
+            .readdir("/d")
+            .await
+            .expect("readdir")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["f", "l2", "m"]);
     }
 
     fn held(d: &Drive) -> u64 {
         let st = d.content_feed().lock();
         st.feed.bitfield().count_data(0, st.feed.len())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn read_ahead_grows_while_sequential() {
+        let rt = tokio::runtime::Handle::current();
+        let (r, stop, data) = sparse_pair().await;
+        let opts = DriveBackendOptions {
+            prefetch_blocks: 4,
+            ..DriveBackendOptions::default()
+        };
+        let b = DriveBackend::new(r.clone(), opts, &rt);
+        // 12 sequential block-sized reads. A fixed window of 4 would stop at block 16;
+        // the doubling one (4, 8, 16, capped at 32) has selected well past that.
+        for i in 0..12u64 {
+            let at = i * 16_384;
+            let got = b.read("/f", at, 16_384).await.expect("read");
+            assert_eq!(got, data[at as usize..at as usize + 16_384]);
+        }
+        eventually("a grown window", || held(&r) >= 24).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(held(&r) <= 12 + 32, "bounded: held {}", held(&r));
+        // A seek starts over with the small window.
+        assert_eq!(
+            b.read("/f", 60 * 16_384, 10).await.expect("seek"),
+            data[60 * 16_384..60 * 16_384 + 10]
+        );
+        let _ = stop.send(true);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1128,7 +1600,7 @@ mod tests {
         let opts = DriveBackendOptions {
             read_timeout: Duration::from_millis(500),
             prefetch_blocks: 8,
-            read_only: false,
+            ..DriveBackendOptions::default()
         };
         let b = DriveBackend::new(r.clone(), opts, &rt);
         assert!(!b.writable());

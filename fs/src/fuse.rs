@@ -1,8 +1,12 @@
 //! [`HyperFs`]: the `fuser::Filesystem` that serves a [`Backend`] to the kernel.
 //!
-//! The FUSE session thread only resolves inode numbers to paths and spawns a task on the
-//! tokio runtime; the task awaits the backend (bounded by a timeout) and replies. So a
-//! read waiting for a peer never stalls `ls` elsewhere on the mount.
+//! The FUSE session thread never waits for the backend. It answers what it already
+//! knows at the backend's current generation ([`crate::meta_cache`]: lookups, attributes,
+//! extended attributes, access checks, listings; and read-only open/flush/release, which
+//! need no backend at all) and otherwise spawns a task on the tokio runtime; the task
+//! awaits the backend (bounded by a timeout), fills the cache and replies. So a read
+//! waiting for a peer never stalls `ls` elsewhere on the mount, and a warm `ls -l` costs
+//! no task at all.
 //!
 //! Writes go to a per-open-file scratch file (copy-on-write of the whole file, as the
 //! drive is append-only) and are committed as ONE new file version on flush, fsync or
@@ -31,18 +35,20 @@ use tokio::runtime::Handle;
 use crate::backend::{join, split, Attr, Backend, DirEntry, FileKind, SetAttr, WriteSource};
 use crate::error::{errno, FsError};
 use crate::inode::{InodeTable, ROOT};
+use crate::keep_cache::KeepCache;
+use crate::meta_cache::{dir_nlink, MetaCache};
 
 /// Block size reported in `st_blksize` and `statfs`: large, so `cat`/`cp` ask for big
 /// reads.
 pub const BLKSIZE: u32 = 128 * 1024;
 /// Longest name a drive path component may have (as on Linux file systems).
 pub const NAME_MAX: usize = 255;
-/// Bound on cached directory listings.
-const MAX_LISTINGS: usize = 1024;
 /// Bound on open file handles.
 const MAX_HANDLES: usize = 4096;
 /// Chunk used to copy an existing file into a scratch file.
 const COPY_CHUNK: u32 = 1 << 20;
+/// Subdirectory listings a READDIRPLUS fetches at once (for their link counts).
+const CHILD_LISTINGS: usize = 16;
 
 /// How the mount presents the backend.
 #[derive(Clone, Debug)]
@@ -121,9 +127,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A directory listing and the backend version it was read at.
-type Listing = (u64, Arc<Vec<DirEntry>>);
-
 /// State shared by the session thread and the tasks.
 struct Shared<B> {
     backend: B,
@@ -131,7 +134,11 @@ struct Shared<B> {
     inodes: Mutex<InodeTable>,
     handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_fh: AtomicU64,
-    listings: Mutex<HashMap<String, Listing>>,
+    /// Attributes and listings at the backend's current generation: what lets the
+    /// session thread answer lookup/getattr/xattr/readdir calls without a task.
+    cache: Mutex<MetaCache>,
+    /// Attributes at each inode's last open, for `keep_cache` on live mounts.
+    keep: Mutex<KeepCache>,
 }
 
 /// Live counters of a mounted [`HyperFs`].
@@ -170,6 +177,19 @@ pub struct ChangeFeed {
 }
 
 impl ChangeFeed {
+    /// A feed of `versions`; `inodes` lists what the kernel holds; `rt` runs watchers.
+    pub fn new(
+        versions: tokio::sync::watch::Receiver<u64>,
+        inodes: Arc<dyn Fn() -> Vec<u64> + Send + Sync>,
+        rt: Handle,
+    ) -> Self {
+        ChangeFeed {
+            versions,
+            inodes,
+            rt,
+        }
+    }
+
     /// Inodes the kernel currently holds.
     pub fn inodes(&self) -> Vec<u64> {
         (self.inodes)()
@@ -200,7 +220,8 @@ impl<B: Backend> HyperFs<B> {
                 inodes: Mutex::new(InodeTable::new()),
                 handles: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
-                listings: Mutex::new(HashMap::new()),
+                cache: Mutex::new(MetaCache::new()),
+                keep: Mutex::new(KeepCache::new()),
             }),
             rt,
         }
@@ -305,21 +326,35 @@ impl<B: Backend> Shared<B> {
         }
     }
 
-    /// The listing of `path` at the backend's current version (cached per version).
-    async fn listing(&self, path: &str) -> Result<Arc<Vec<DirEntry>>, FsError> {
-        let version = self.backend.version();
-        if let Some((v, l)) = lock(&self.listings).get(path) {
-            if *v == version {
-                return Ok(l.clone());
-            }
+    fn generation(&self) -> u64 {
+        self.backend.generation()
+    }
+
+    /// Attributes of `path` (cached per generation). The generation is read before the
+    /// backend call, so what is stored can only be older-labelled, never stale.
+    async fn stat(&self, path: &str) -> Result<Attr, FsError> {
+        let generation = self.generation();
+        if let Some(c) = lock(&self.cache).attr(generation, path) {
+            return Ok(c.attr.clone());
+        }
+        let attr = self.timed(path, self.backend.stat(path)).await?;
+        lock(&self.cache).put_attr(generation, path, attr.clone());
+        Ok(attr)
+    }
+
+    /// The listing of `path` and the generation it belongs to (cached per generation).
+    async fn listing_at(&self, path: &str) -> Result<(u64, Arc<Vec<DirEntry>>), FsError> {
+        let generation = self.generation();
+        if let Some(l) = lock(&self.cache).listing(generation, path) {
+            return Ok((generation, l));
         }
         let list = Arc::new(self.timed(path, self.backend.readdir(path)).await?);
-        let mut cache = lock(&self.listings);
-        if cache.len() >= MAX_LISTINGS {
-            cache.clear();
-        }
-        cache.insert(path.to_string(), (version, list.clone()));
-        Ok(list)
+        lock(&self.cache).put_listing(generation, path, list.clone());
+        Ok((generation, list))
+    }
+
+    async fn listing(&self, path: &str) -> Result<Arc<Vec<DirEntry>>, FsError> {
+        Ok(self.listing_at(path).await?.1)
     }
 
     /// Directories link to themselves, their parent entry, and each subdirectory's `..`.
@@ -327,9 +362,53 @@ impl<B: Backend> Shared<B> {
         if attr.kind != FileKind::Dir {
             return Ok(1);
         }
-        let list = self.listing(path).await?;
-        let subdirs = list.iter().filter(|e| e.attr.kind == FileKind::Dir).count();
-        Ok(2 + u32::try_from(subdirs).unwrap_or(u32::MAX - 2))
+        let (generation, list) = self.listing_at(path).await?;
+        let n = dir_nlink(&list);
+        lock(&self.cache).put_nlink(generation, path, n);
+        Ok(n)
+    }
+
+    /// Attributes and link count of `path` if the cache holds both at the current
+    /// generation: the session thread's fast path (no backend call, no task).
+    fn cached(&self, path: &str) -> Option<(Attr, u32)> {
+        let generation = self.generation();
+        lock(&self.cache)
+            .complete(generation, path)
+            .map(|(a, n)| (a.clone(), n))
+    }
+
+    /// Attributes of `path` if cached at the current generation (link count unknown for
+    /// an uncounted directory).
+    fn cached_attr(&self, path: &str) -> Option<Attr> {
+        let generation = self.generation();
+        lock(&self.cache)
+            .attr(generation, path)
+            .map(|c| c.attr.clone())
+    }
+
+    /// Whether `path` is known not to exist (its parent's listing is cached without it).
+    fn known_absent(&self, path: &str) -> bool {
+        let generation = self.generation();
+        lock(&self.cache).absent(generation, path)
+    }
+
+    /// The listing of `path` if cached at the current generation.
+    fn cached_listing(&self, path: &str) -> Option<Arc<Vec<DirEntry>>> {
+        let generation = self.generation();
+        lock(&self.cache).listing(generation, path)
+    }
+
+    /// The kernel attributes of `path` from the cache, or `None` on a miss.
+    fn cached_file_attr(&self, ino: u64, path: &str) -> Option<FileAttr> {
+        let (attr, nlink) = self.cached(path)?;
+        Some(self.file_attr(ino, &attr, nlink, self.pending_for(path, &attr)))
+    }
+
+    /// Size of a file with a dirty writer (files only).
+    fn pending_for(&self, path: &str, attr: &Attr) -> Option<u64> {
+        (attr.kind == FileKind::File)
+            .then(|| self.pending_size(path))
+            .flatten()
     }
 
     /// Size of a file with a dirty open writer: what the writer has so far.
@@ -347,6 +426,200 @@ impl<B: Backend> Shared<B> {
             .filter(|h| h.write.is_some() && *lock(&h.path) == path)
             .cloned()
             .collect()
+    }
+
+    /// Answers a lookup of a name that does not exist: a negative entry the kernel
+    /// caches on immutable mounts, ENOENT (asked again next time) on live ones.
+    fn reply_absent(&self, reply: ReplyEntry) {
+        if self.opts.immutable {
+            // Inode 0 = negative entry: the kernel caches the absence.
+            let mut neg = self.file_attr(0, &placeholder(), 1, None);
+            neg.ino = 0;
+            reply.entry(&self.opts.entry_ttl, &neg, 0)
+        } else {
+            reply.error(libc::ENOENT)
+        }
+    }
+
+    /// The kernel dropped references to inodes.
+    fn forget(&self, nodes: &[(u64, u64)]) {
+        let mut gone = Vec::new();
+        {
+            let mut t = lock(&self.inodes);
+            for &(ino, n) in nodes {
+                t.forget(ino, n);
+                if t.path(ino).is_none() {
+                    gone.push(ino);
+                }
+            }
+        }
+        if !gone.is_empty() {
+            let mut keep = lock(&self.keep);
+            for ino in gone {
+                keep.forget(ino);
+            }
+        }
+    }
+
+    /// Opens `path` for reading. Immutable mounts always keep the kernel's pages; live
+    /// ones only when the attributes are those of the last open and nobody writes the
+    /// file (`attr` is `None` when they could not be read: then the pages go).
+    fn reply_opened(&self, reply: ReplyOpen, ino: u64, path: &str, attr: Option<&Attr>) {
+        let keep = if self.opts.immutable {
+            true
+        } else {
+            match attr {
+                Some(a) if self.writers(path).is_empty() => lock(&self.keep).open(ino, a),
+                _ => {
+                    lock(&self.keep).changed(ino);
+                    false
+                }
+            }
+        };
+        match self.add_handle(path, None) {
+            Ok(fh) => reply.opened(fh, if keep { FOPEN_KEEP_CACHE } else { 0 }),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Fills a READDIR reply from `offset` (`.` and `..` first).
+    fn fill_dir(
+        &self,
+        reply: &mut ReplyDirectory,
+        ino: u64,
+        path: &str,
+        offset: i64,
+        list: &[DirEntry],
+    ) {
+        let t = lock(&self.inodes);
+        let parent_ino = t.ino(split(path).0).unwrap_or(ROOT);
+        let dots = [(ino, "."), (parent_ino, "..")];
+        let mut i = usize::try_from(offset).unwrap_or(0);
+        while i < dots.len() {
+            let (n, name) = dots[i];
+            if reply.add(n, (i + 1) as i64, FileType::Directory, name) {
+                return;
+            }
+            i += 1;
+        }
+        for (j, e) in list.iter().enumerate().skip(i - dots.len()) {
+            let child = join(path, &e.name);
+            // d_ino only; unknown children get a stable number outside the table's range.
+            let n = t.ino(&child).unwrap_or_else(|| pseudo_ino(&child));
+            let next = (dots.len() + j + 1) as i64;
+            if reply.add(n, next, file_type(e.attr.kind), &e.name) {
+                break;
+            }
+        }
+    }
+
+    /// Everything a READDIRPLUS reply from `start` needs, if the cache holds it all:
+    /// the listing, the directory's attributes and the link count of every entry.
+    fn cached_plus(
+        &self,
+        ino: u64,
+        path: &str,
+        start: usize,
+    ) -> Option<(Arc<Vec<DirEntry>>, FileAttr, Vec<u32>)> {
+        let list = self.cached_listing(path)?;
+        let dir_attr = self.cached_file_attr(ino, path)?;
+        let generation = self.generation();
+        let mut cache = lock(&self.cache);
+        let mut nlinks = Vec::with_capacity(list.len().saturating_sub(start));
+        for e in list.iter().skip(start.saturating_sub(2)) {
+            nlinks.push(match e.attr.kind {
+                FileKind::Dir => cache.complete(generation, &join(path, &e.name))?.1,
+                FileKind::File | FileKind::Symlink => 1,
+            });
+        }
+        Some((list, dir_attr, nlinks))
+    }
+
+    /// Link counts of the entries of `list` from `start` (READDIRPLUS offsets: `.` and
+    /// `..` come first). Subdirectories are listed concurrently, so a cold walk waits
+    /// for one round of fetches instead of one per subdirectory.
+    async fn child_nlinks(
+        self: &Arc<Self>,
+        path: &str,
+        list: &[DirEntry],
+        start: usize,
+    ) -> Result<Vec<u32>, FsError> {
+        let skip = start.saturating_sub(2);
+        let mut nlinks = vec![1u32; list.len().saturating_sub(skip)];
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut first_err = None;
+        let mut collect = |r: Result<(usize, Result<u32, FsError>), tokio::task::JoinError>,
+                           nlinks: &mut Vec<u32>| match r {
+            Ok((k, Ok(n))) => nlinks[k] = n,
+            Ok((_, Err(e))) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(FsError::io(path, std::io::Error::other(e)));
+            }
+        };
+        for (k, e) in list.iter().skip(skip).enumerate() {
+            if e.attr.kind != FileKind::Dir {
+                continue;
+            }
+            if tasks.len() >= CHILD_LISTINGS {
+                if let Some(r) = tasks.join_next().await {
+                    collect(r, &mut nlinks);
+                }
+            }
+            let s = self.clone();
+            let child = join(path, &e.name);
+            let attr = e.attr.clone();
+            tasks.spawn(async move { (k, s.nlink(&child, &attr).await) });
+        }
+        while let Some(r) = tasks.join_next().await {
+            collect(r, &mut nlinks);
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(nlinks),
+        }
+    }
+
+    /// Fills a READDIRPLUS reply from `start`; every entry handed over is counted as a
+    /// lookup. `nlinks[k]` is the link count of `list[start - 2 + k]`.
+    fn fill_plus(
+        &self,
+        reply: &mut ReplyDirectoryPlus,
+        path: &str,
+        start: usize,
+        list: &[DirEntry],
+        dir_attr: &FileAttr,
+        nlinks: &[u32],
+    ) {
+        let ino = dir_attr.ino;
+        let parent_ino = lock(&self.inodes).ino(split(path).0).unwrap_or(ROOT);
+        let ttl = self.opts.entry_ttl;
+        if start == 0 && reply.add(ino, 1, ".", &ttl, dir_attr, 0) {
+            return;
+        }
+        if start <= 1 {
+            let mut pa = *dir_attr;
+            pa.ino = parent_ino;
+            if reply.add(parent_ino, 2, "..", &ttl, &pa, 0) {
+                return;
+            }
+        }
+        let skip = start.saturating_sub(2);
+        for (k, e) in list.iter().skip(skip).enumerate() {
+            let child = join(path, &e.name);
+            let nlink = nlinks.get(k).copied().unwrap_or(1);
+            let pending = self.pending_for(&child, &e.attr);
+            let Some(cino) = lock(&self.inodes).remember(&child) else {
+                break;
+            };
+            let attr = self.file_attr(cino, &e.attr, nlink, pending);
+            if reply.add(cino, (skip + k + 3) as i64, &e.name, &ttl, &attr, 0) {
+                // Did not fit: the kernel never saw it, so it will not forget it.
+                lock(&self.inodes).forget(cino, 1);
+                break;
+            }
+        }
     }
 
     fn file_attr(&self, ino: u64, attr: &Attr, nlink: u32, pending: Option<u64>) -> FileAttr {
@@ -372,27 +645,24 @@ impl<B: Backend> Shared<B> {
 
     /// stat + nlink + pending size, as the kernel wants it.
     async fn attr_of(&self, ino: u64, path: &str) -> Result<FileAttr, FsError> {
-        let attr = self.timed(path, self.backend.stat(path)).await?;
+        let attr = self.stat(path).await?;
         let nlink = self.nlink(path, &attr).await?;
-        let pending = if attr.kind == FileKind::File {
-            self.pending_size(path)
-        } else {
-            None
-        };
-        Ok(self.file_attr(ino, &attr, nlink, pending))
+        Ok(self.file_attr(ino, &attr, nlink, self.pending_for(path, &attr)))
+    }
+
+    /// Hands `path` to the kernel (its inode, counted) with its attributes.
+    fn entry_of(&self, path: &str, attr: &Attr, nlink: u32) -> Result<FileAttr, FsError> {
+        let ino = lock(&self.inodes)
+            .remember(path)
+            .ok_or_else(|| FsError::io(path, std::io::Error::from_raw_os_error(libc::ENFILE)))?;
+        Ok(self.file_attr(ino, attr, nlink, self.pending_for(path, attr)))
     }
 
     /// Looks `path` up and hands its inode to the kernel (counted).
     async fn entry(&self, path: &str) -> Result<FileAttr, FsError> {
-        let attr = self.timed(path, self.backend.stat(path)).await?;
+        let attr = self.stat(path).await?;
         let nlink = self.nlink(path, &attr).await?;
-        let ino = lock(&self.inodes)
-            .remember(path)
-            .ok_or_else(|| FsError::io(path, std::io::Error::from_raw_os_error(libc::ENFILE)))?;
-        let pending = (attr.kind == FileKind::File)
-            .then(|| self.pending_size(path))
-            .flatten();
-        Ok(self.file_attr(ino, &attr, nlink, pending))
+        self.entry_of(path, &attr, nlink)
     }
 
     fn add_handle(&self, path: &str, write: Option<WriteState>) -> Result<u64, FsError> {
@@ -428,7 +698,7 @@ impl<B: Backend> Shared<B> {
     /// Opens `path` for writing: a scratch file holding the current content (unless
     /// truncated).
     async fn open_writer(&self, path: &str, truncate: bool) -> Result<WriteState, FsError> {
-        let attr = self.timed(path, self.backend.stat(path)).await?;
+        let attr = self.stat(path).await?;
         match attr.kind {
             FileKind::Dir => return Err(FsError::IsADirectory { path: path.into() }),
             FileKind::Symlink => return Err(FsError::invalid(path, "write through a symlink")),
@@ -566,29 +836,31 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
             Err(e) => return reply.error(e),
         };
         let s = self.shared.clone();
+        if let Some((attr, nlink)) = s.cached(&path) {
+            return match s.entry_of(&path, &attr, nlink) {
+                Ok(attr) => reply.entry(&s.opts.entry_ttl, &attr, 0),
+                Err(e) => reply.error(errno(&e)),
+            };
+        }
+        if s.known_absent(&path) {
+            return s.reply_absent(reply);
+        }
         self.spawn(async move {
             match s.entry(&path).await {
                 Ok(attr) => reply.entry(&s.opts.entry_ttl, &attr, 0),
-                Err(FsError::NotFound { .. }) if s.opts.immutable => {
-                    // Inode 0 = negative entry: the kernel caches the absence.
-                    let mut neg = s.file_attr(0, &placeholder(), 1, None);
-                    neg.ino = 0;
-                    reply.entry(&s.opts.entry_ttl, &neg, 0)
-                }
+                Err(FsError::NotFound { .. }) => s.reply_absent(reply),
                 Err(e) => reply.error(errno(&e)),
             }
         });
     }
 
     fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
-        lock(&self.shared.inodes).forget(ino, nlookup);
+        self.shared.forget(&[(ino, nlookup)]);
     }
 
     fn batch_forget(&mut self, _req: &Request<'_>, nodes: &[fuser::fuse_forget_one]) {
-        let mut t = lock(&self.shared.inodes);
-        for n in nodes {
-            t.forget(n.nodeid, n.nlookup);
-        }
+        let nodes: Vec<(u64, u64)> = nodes.iter().map(|n| (n.nodeid, n.nlookup)).collect();
+        self.shared.forget(&nodes);
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
@@ -597,6 +869,9 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
             Err(e) => return reply.error(e),
         };
         let s = self.shared.clone();
+        if let Some(attr) = s.cached_file_attr(ino, &path) {
+            return reply.attr(&s.opts.attr_ttl, &attr);
+        }
         self.spawn(async move {
             match s.attr_of(ino, &path).await {
                 Ok(attr) => reply.attr(&s.opts.attr_ttl, &attr),
@@ -878,28 +1153,35 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
             return reply.error(erofs());
         }
         let s = self.shared.clone();
-        self.spawn(async move {
-            let r = async {
-                let state = if write {
-                    Some(s.open_writer(&path, flags & libc::O_TRUNC != 0).await?)
-                } else {
-                    None
-                };
-                s.add_handle(&path, state)
-            }
-            .await;
-            match r {
-                Ok(fh) => {
-                    let keep = if s.opts.immutable {
-                        FOPEN_KEEP_CACHE
-                    } else {
-                        0
-                    };
-                    reply.opened(fh, keep)
+        if write {
+            lock(&s.keep).changed(ino);
+            return self.spawn(async move {
+                let r = async {
+                    let state = s.open_writer(&path, flags & libc::O_TRUNC != 0).await?;
+                    s.add_handle(&path, Some(state))
                 }
-                Err(e) => reply.error(errno(&e)),
+                .await;
+                match r {
+                    Ok(fh) => reply.opened(fh, 0),
+                    Err(e) => reply.error(errno(&e)),
+                }
+            });
+        }
+        // A read-only open needs no backend call when the attributes are cached.
+        let attr = if s.opts.immutable {
+            None
+        } else {
+            match s.cached_attr(&path) {
+                Some(a) => Some(a),
+                None => {
+                    return self.spawn(async move {
+                        let attr = s.stat(&path).await.ok();
+                        s.reply_opened(reply, ino, &path, attr.as_ref());
+                    })
+                }
             }
-        });
+        };
+        s.reply_opened(reply, ino, &path, attr.as_ref());
     }
 
     fn read(
@@ -987,6 +1269,12 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
 
     fn flush(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, _lock: u64, reply: ReplyEmpty) {
         let s = self.shared.clone();
+        // A reader has nothing to commit: answered here (`grep -r` closes every file).
+        match s.handle(fh) {
+            Ok(h) if h.write.is_none() => return reply.ok(),
+            Err(e) => return reply.error(errno(&e)),
+            Ok(_) => {}
+        }
         self.spawn(async move {
             let r = async { s.commit(&*s.handle(fh)?).await }.await;
             match r {
@@ -1007,12 +1295,14 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
         reply: ReplyEmpty,
     ) {
         let s = self.shared.clone();
+        let h = lock(&s.handles).remove(&fh);
+        let h = match h {
+            Some(h) if h.write.is_some() => h,
+            // A reader (or an unknown handle) has nothing to commit.
+            _ => return reply.ok(),
+        };
         self.spawn(async move {
-            let h = lock(&s.handles).remove(&fh);
-            let r = match h {
-                Some(h) => s.commit(&h).await,
-                None => Ok(()),
-            };
+            let r = s.commit(&h).await;
             match r {
                 Ok(()) => reply.ok(),
                 Err(e) => {
@@ -1049,44 +1339,18 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
             Err(e) => return reply.error(e),
         };
         let s = self.shared.clone();
+        if let Some(list) = s.cached_listing(&path) {
+            s.fill_dir(&mut reply, ino, &path, offset, &list);
+            return reply.ok();
+        }
         self.spawn(async move {
-            let list = match s.listing(&path).await {
-                Ok(l) => l,
-                Err(e) => return reply.error(errno(&e)),
-            };
-            let parent_ino = {
-                let t = lock(&s.inodes);
-                t.ino(split(&path).0).unwrap_or(ROOT)
-            };
-            let start = usize::try_from(offset).unwrap_or(0);
-            let dots = [
-                (ino, FileType::Directory, "."),
-                (parent_ino, FileType::Directory, ".."),
-            ];
-            let mut i = start;
-            while i < dots.len() {
-                let (n, k, name) = dots[i];
-                if reply.add(n, (i + 1) as i64, k, name) {
-                    return reply.ok();
+            match s.listing(&path).await {
+                Ok(list) => {
+                    s.fill_dir(&mut reply, ino, &path, offset, &list);
+                    reply.ok()
                 }
-                i += 1;
+                Err(e) => reply.error(errno(&e)),
             }
-            let t = lock(&s.inodes);
-            for (j, e) in list.iter().enumerate().skip(i - dots.len()) {
-                let child = join(&path, &e.name);
-                // d_ino only; unknown children get a stable number outside the table's range.
-                let n = t.ino(&child).unwrap_or_else(|| pseudo_ino(&child));
-                if reply.add(
-                    n,
-                    (dots.len() + j + 1) as i64,
-                    file_type(e.attr.kind),
-                    &e.name,
-                ) {
-                    break;
-                }
-            }
-            drop(t);
-            reply.ok()
         });
     }
 
@@ -1103,45 +1367,24 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
             Err(e) => return reply.error(e),
         };
         let s = self.shared.clone();
+        let start = usize::try_from(offset).unwrap_or(0);
+        if let Some((list, dir_attr, nlinks)) = s.cached_plus(ino, &path, start) {
+            s.fill_plus(&mut reply, &path, start, &list, &dir_attr, &nlinks);
+            return reply.ok();
+        }
         self.spawn(async move {
             let r = async {
                 let list = s.listing(&path).await?;
                 let dir_attr = s.attr_of(ino, &path).await?;
-                let (parent_path, _) = split(&path);
-                let parent_ino = lock(&s.inodes).ino(parent_path).unwrap_or(ROOT);
-                let start = usize::try_from(offset).unwrap_or(0);
-                let ttl = s.opts.entry_ttl;
-                if start == 0 && reply.add(ino, 1, ".", &ttl, &dir_attr, 0) {
-                    return Ok(());
-                }
-                if start <= 1 {
-                    let mut pa = dir_attr;
-                    pa.ino = parent_ino;
-                    if reply.add(parent_ino, 2, "..", &ttl, &pa, 0) {
-                        return Ok(());
-                    }
-                }
-                for (j, e) in list.iter().enumerate().skip(start.saturating_sub(2)) {
-                    let child = join(&path, &e.name);
-                    let nlink = s.nlink(&child, &e.attr).await?;
-                    let pending = (e.attr.kind == FileKind::File)
-                        .then(|| s.pending_size(&child))
-                        .flatten();
-                    let Some(cino) = lock(&s.inodes).remember(&child) else {
-                        break;
-                    };
-                    let attr = s.file_attr(cino, &e.attr, nlink, pending);
-                    if reply.add(cino, (j + 3) as i64, &e.name, &ttl, &attr, 0) {
-                        // Did not fit: the kernel never saw it, so it will not forget it.
-                        lock(&s.inodes).forget(cino, 1);
-                        break;
-                    }
-                }
-                Ok(())
+                let nlinks = s.child_nlinks(&path, &list, start).await?;
+                Ok::<_, FsError>((list, dir_attr, nlinks))
             }
             .await;
             match r {
-                Ok(()) => reply.ok(),
+                Ok((list, dir_attr, nlinks)) => {
+                    s.fill_plus(&mut reply, &path, start, &list, &dir_attr, &nlinks);
+                    reply.ok()
+                }
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -1232,9 +1475,14 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
             (_, None) => return reply.error(libc::ENODATA),
         };
         let s = self.shared.clone();
+        // `ls -l` asks two of these per file and the kernel caches no answer: answer
+        // from the cached attributes (a missing name is ENODATA at once).
+        if let Some(attr) = s.cached_attr(&path) {
+            return getxattr_reply(reply, size, &attr, &name);
+        }
         self.spawn(async move {
-            match s.timed(&path, s.backend.getxattr(&path, &name)).await {
-                Ok(v) => xattr_reply(reply, size, &v),
+            match s.stat(&path).await {
+                Ok(attr) => getxattr_reply(reply, size, &attr, &name),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -1246,16 +1494,12 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
             Err(e) => return reply.error(e),
         };
         let s = self.shared.clone();
+        if let Some(attr) = s.cached_attr(&path) {
+            return xattr_reply(reply, size, &xattr_names(&attr));
+        }
         self.spawn(async move {
-            match s.timed(&path, s.backend.listxattr(&path)).await {
-                Ok(names) => {
-                    let mut buf = Vec::new();
-                    for n in names {
-                        buf.extend_from_slice(n.as_bytes());
-                        buf.push(0);
-                    }
-                    xattr_reply(reply, size, &buf)
-                }
+            match s.stat(&path).await {
+                Ok(attr) => xattr_reply(reply, size, &xattr_names(&attr)),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -1289,12 +1533,19 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
         };
         let caller = req.uid();
         let s = self.shared.clone();
+        let answer = move |reply: ReplyEmpty, attr: &Attr, owner: u32| {
+            if permitted(attr, mask, caller, owner) {
+                reply.ok()
+            } else {
+                reply.error(libc::EACCES)
+            }
+        };
+        if let Some(attr) = s.cached_attr(&path) {
+            return answer(reply, &attr, s.opts.uid);
+        }
         self.spawn(async move {
-            match s.timed(&path, s.backend.stat(&path)).await {
-                Ok(attr) => match permitted(&attr, mask, caller, s.opts.uid) {
-                    true => reply.ok(),
-                    false => reply.error(libc::EACCES),
-                },
+            match s.stat(&path).await {
+                Ok(attr) => answer(reply, &attr, s.opts.uid),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -1356,6 +1607,37 @@ impl<B: Backend> fuser::Filesystem for HyperFs<B> {
     }
 }
 
+/// GETXATTR from attributes: the value, or why there is none (see [`unset_xattr`]).
+fn getxattr_reply(reply: ReplyXattr, size: u32, attr: &Attr, name: &str) {
+    match attr.xattrs.get(name) {
+        Some(v) => xattr_reply(reply, size, v),
+        None => reply.error(unset_xattr(name)),
+    }
+}
+
+/// The errno for an unset extended attribute. The mount implements neither POSIX ACLs
+/// nor security labels, so in the `system.` and `security.` namespaces an unset name is
+/// EOPNOTSUPP, as on file systems without them: `ls -l` then remembers (per device)
+/// that there are none, instead of two round trips per file that the kernel never
+/// caches. Everywhere else (`user.`, `trusted.`) it is ENODATA.
+fn unset_xattr(name: &str) -> i32 {
+    if name.starts_with("system.") || name.starts_with("security.") {
+        libc::EOPNOTSUPP
+    } else {
+        libc::ENODATA
+    }
+}
+
+/// LISTXATTR payload: the names, sorted, each NUL-terminated.
+fn xattr_names(attr: &Attr) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for n in attr.xattrs.keys() {
+        buf.extend_from_slice(n.as_bytes());
+        buf.push(0);
+    }
+    buf
+}
+
 fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
     if size == 0 {
         reply.size(value.len() as u32)
@@ -1400,6 +1682,7 @@ fn placeholder() -> Attr {
         mode: 0,
         mtime: SystemTime::UNIX_EPOCH,
         ctime: SystemTime::UNIX_EPOCH,
+        xattrs: Default::default(),
     }
 }
 
@@ -1435,6 +1718,26 @@ mod tests {
             name_str(OsStr::new(&"x".repeat(256))),
             Err(libc::ENAMETOOLONG)
         );
+    }
+
+    #[test]
+    fn unset_xattrs_outside_user_namespaces_are_unsupported() {
+        assert_eq!(unset_xattr("user.k"), libc::ENODATA);
+        assert_eq!(unset_xattr("trusted.k"), libc::ENODATA);
+        assert_eq!(unset_xattr("system.posix_acl_access"), libc::EOPNOTSUPP);
+        assert_eq!(unset_xattr("security.selinux"), libc::EOPNOTSUPP);
+        let names = xattr_names(&Attr {
+            xattrs: Arc::new(
+                [
+                    ("user.b".to_string(), vec![]),
+                    ("user.a".to_string(), vec![1]),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            ..placeholder()
+        });
+        assert_eq!(names, b"user.a\0user.b\0");
     }
 
     #[test]

@@ -9,9 +9,11 @@ pub mod drive_backend;
 pub mod error;
 pub mod fuse;
 pub mod inode;
+pub mod keep_cache;
 pub mod memory;
+pub mod meta_cache;
 
-pub use backend::{Attr, Backend, DirEntry, FileKind, SetAttr, StatFs, WriteSource};
+pub use backend::{Attr, Backend, DirEntry, FileKind, SetAttr, StatFs, WriteSource, Xattrs};
 pub use drive_backend::{DriveBackend, DriveBackendOptions};
 pub use error::{errno, FsError};
 pub use fuse::{ChangeFeed, FsStats, HyperFs, HyperFsOptions};

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -52,6 +53,7 @@ impl Node {
             mode: self.mode,
             mtime: self.mtime,
             ctime: self.ctime,
+            xattrs: Arc::new(self.xattrs.clone()),
         }
     }
 }
@@ -77,6 +79,10 @@ pub struct MemoryBackend {
     nodes: Mutex<BTreeMap<String, Node>>,
     version: watch::Sender<u64>,
     delays: Mutex<Vec<(String, Duration)>>,
+    /// Read-side calls served (stat, readdir, read, readlink, xattrs), and reads alone:
+    /// tests count them to show what the adapter answers from its caches.
+    calls: AtomicU64,
+    reads: AtomicU64,
 }
 
 impl MemoryBackend {
@@ -89,6 +95,8 @@ impl MemoryBackend {
             nodes: Mutex::new(nodes),
             version: watch::channel(1).0,
             delays: Mutex::new(Vec::new()),
+            calls: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
         }
     }
 
@@ -111,7 +119,19 @@ impl MemoryBackend {
         }
     }
 
+    /// Read-side backend calls served so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Content reads served so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Counts a read-side call and waits out the delay set for `path`.
     async fn delay(&self, path: &str) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let wait = {
             let d = self.delays.lock().unwrap_or_else(|e| e.into_inner());
             d.iter()
@@ -163,6 +183,7 @@ impl MemoryBackend {
         if let Some(n) = self.lock().get_mut(path) {
             n.xattrs.insert(name.to_string(), value.to_vec());
         }
+        self.bump();
     }
 
     /// Copy of every node, for assertions.
@@ -276,6 +297,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn read(&self, path: &str, offset: u64, len: u32) -> Result<Vec<u8>, FsError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         self.delay(path).await;
         let nodes = self.lock();
         let n = nodes.get(path).ok_or_else(|| not_found(path))?;
@@ -704,7 +726,19 @@ mod tests {
             .await
             .expect("write");
             assert!(b.version() > v0);
+            let (calls, reads) = (b.calls(), b.reads());
             assert_eq!(b.read("/f", 3, 100).await.expect("read"), b"lo");
+            assert_eq!((b.calls(), b.reads()), (calls + 1, reads + 1), "counted");
+            b.stat("/f").await.expect("stat");
+            assert_eq!((b.calls(), b.reads()), (calls + 2, reads + 1));
+            let v1 = b.version();
+            b.insert_xattr("/f", "user.k", b"v");
+            assert!(b.version() > v1, "test setup moves the version too");
+            assert_eq!(
+                b.stat("/f").await.expect("stat").xattrs.get("user.k"),
+                Some(&b"v".to_vec()),
+                "attributes carry the xattrs"
+            );
             assert_eq!(b.read("/f", 10, 100).await.expect("read"), b"");
             b.set_attr(
                 "/f",

@@ -79,8 +79,8 @@ pub type UnmountHook = Box<dyn FnOnce() + Send>;
 pub struct Mounted {
     mountpoint: PathBuf,
     session: Option<BackgroundSession>,
-    /// Task telling the kernel about new versions of a live drive.
-    invalidator: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the kernel about new versions of a live drive.
+    invalidator: Option<Invalidator>,
     after_unmount: Vec<UnmountHook>,
 }
 
@@ -116,11 +116,17 @@ pub fn mount<B: Backend>(
     let feed = fs.change_feed();
     let session =
         fuser::spawn_mount2(fs, &mountpoint, &options).map_err(|e| io_err(&mountpoint, e))?;
-    let invalidator = feed.map(|feed| {
-        let notifier = session.notifier();
-        let rt = feed.rt.clone();
-        rt.spawn(invalidate_on_change(feed, notifier))
-    });
+    let invalidator = match feed {
+        Some(feed) => match Invalidator::start(feed, session.notifier()) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                // Without it a live mount would show stale pages: do not serve one.
+                drop(session);
+                return Err(io_err(&mountpoint, e));
+            }
+        },
+        None => None,
+    };
     tracing::info!(mountpoint = %mountpoint.display(), "mounted");
     Ok(Mounted {
         mountpoint,
@@ -131,25 +137,9 @@ pub fn mount<B: Backend>(
 }
 
 mod drive;
+mod invalidator;
 pub use drive::{mount_drive, serve_until_signal, DriveMountOptions, StopSignals};
-
-/// Pause that lets a burst of new versions (a replicated batch) coalesce into one round
-/// of invalidations.
-const COALESCE: Duration = Duration::from_millis(50);
-
-/// On every new version of a live drive, drop the kernel's cached attributes and pages
-/// of every inode it holds, so readers see the update at once rather than after the TTL.
-/// (New and removed names still follow the 1 s entry TTL.)
-async fn invalidate_on_change(mut feed: hypermount_fs::ChangeFeed, notifier: fuser::Notifier) {
-    while feed.versions.changed().await.is_ok() {
-        tokio::time::sleep(COALESCE).await;
-        feed.versions.borrow_and_update();
-        for ino in feed.inodes() {
-            // ENOENT: the kernel already dropped it. Nothing else to do either way.
-            let _ = notifier.inval_inode(ino, 0, 0);
-        }
-    }
-}
+use invalidator::Invalidator;
 
 /// Checks a mountpoint before mounting; returns its canonical path.
 pub fn check_mountpoint(path: &Path, config: &MountConfig) -> Result<PathBuf, MountError> {
@@ -207,8 +197,8 @@ impl Mounted {
     }
 
     fn teardown(&mut self) -> Result<(), MountError> {
-        if let Some(task) = self.invalidator.take() {
-            task.abort();
+        if let Some(mut inv) = self.invalidator.take() {
+            inv.stop();
         }
         let Some(session) = self.session.take() else {
             return Ok(());

@@ -143,11 +143,12 @@ fn run(id: &str, b: &Path) -> Res {
                 == Path::new("dir/file.txt"),
         ),
         "readlink-file" => io(fs::read_link(&file)),
-        "getxattr" | "getxattr-missing" => {
-            let name = CString::new(if id == "getxattr" {
-                "user.k"
-            } else {
-                "user.none"
+        "getxattr" | "getxattr-missing" | "getxattr-acl" | "getxattr-label" => {
+            let name = CString::new(match id {
+                "getxattr" => "user.k",
+                "getxattr-acl" => "system.posix_acl_access",
+                "getxattr-label" => "security.selinux",
+                _ => "user.none",
             })
             .expect("cstr");
             let mut buf = [0u8; 16];

@@ -7,6 +7,7 @@
 //! at the end of the file, implicit directories report a clean directory stat, checkouts
 //! open mounts at their own versions, and `truncate(path, 0)` empties the file.
 
+mod block_cache;
 mod error;
 mod ops;
 pub mod path;

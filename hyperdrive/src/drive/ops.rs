@@ -18,6 +18,7 @@ use crate::trie::{
     TrieOptions,
 };
 
+use super::block_cache::BlockCache;
 use super::path::{dirname, is_within, join, resolve_link, trie_key, unixify};
 use super::stat::{decode_varint, encode_varint, Stat, StatMount};
 use super::storage::{FeedProvider, FeedTrieStore};
@@ -121,6 +122,8 @@ struct Content {
     /// Read-ahead over this content feed, shared by every handle of the drive so that
     /// reading many small adjacent files one after another streams like one big file.
     ahead: Arc<ReadAhead>,
+    /// The last blocks read, shared by every handle of the drive.
+    blocks: Arc<BlockCache>,
 }
 
 /// A Hyperdrive 10 (live, or a read-only checkout).
@@ -174,6 +177,21 @@ fn decode_stat(key: &str, node: &Node) -> Result<Stat, DriveError> {
         path: display(key),
         reason: e.to_string(),
     })
+}
+
+/// Length of `dir` plus its separator in a child key (the root has none).
+fn dir_prefix_len(dir: &str) -> usize {
+    if dir.is_empty() {
+        0
+    } else {
+        dir.len() + 1
+    }
+}
+
+/// The first component of `key` below `dir` (`key` must be within `dir`).
+fn child_name<'a>(dir: &str, key: &'a str) -> Option<&'a str> {
+    let rel = key.get(dir_prefix_len(dir)..)?;
+    rel.split('/').next().filter(|n| !n.is_empty())
 }
 
 fn inner_path(key: &str, local: &str) -> String {
@@ -288,6 +306,7 @@ impl Drive {
                 feed: content_feed,
                 lock: Arc::new(tokio::sync::Mutex::new(())),
                 ahead: Arc::default(),
+                blocks: Arc::default(),
             }),
         };
         let mut drives = ctx.drives.lock().unwrap_or_else(|e| e.into_inner());
@@ -342,6 +361,26 @@ impl Drive {
     /// Drive version = metadata feed length (or the checkout's version).
     pub fn version(&self) -> u64 {
         self.trie.version()
+    }
+
+    /// A change counter for everything this drive shows: its version plus the lengths
+    /// of the other live drives opened through it (nested mounts), which change without
+    /// this drive's version moving. Never decreases (feeds only grow); cheap (one short
+    /// lock per open drive), never waits. Caches of what a path resolves to key by it.
+    pub fn generation(&self) -> u64 {
+        let own = self.key();
+        let others: Vec<Arc<SharedFeed>> = self
+            .ctx
+            .drives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(k, _)| **k != own)
+            .map(|(_, (trie, _))| trie.store().feed().clone())
+            .collect();
+        others
+            .iter()
+            .fold(self.version(), |sum, f| sum.saturating_add(f.len()))
     }
 
     /// Whether writes are possible (live view of a writable feed).
@@ -711,6 +750,14 @@ impl Drive {
     /// target. A file gives `NotADirectory`, a missing path `NotFound` (the reference
     /// answers `[]` for both).
     pub async fn readdir(&self, path: &str, with_stats: bool) -> Result<Vec<DirEntry>, DriveError> {
+        if with_stats {
+            return Ok(self
+                .readdir_stats(path)
+                .await?
+                .into_iter()
+                .map(|(e, _)| e)
+                .collect());
+        }
         let key = valid_key(path)?;
         let (st, _, dir) = self.stat_key(&key).await?;
         if !st.is_dir() {
@@ -719,32 +766,67 @@ impl Drive {
             });
         }
         let items = self.iterate(&dir, false, false, 0).await?;
-        let mut names: BTreeMap<String, Option<Stat>> = BTreeMap::new();
+        let mut names: BTreeMap<String, ()> = BTreeMap::new();
         for (k, node, _) in items {
             if k == dir || node.value.is_none() || !is_within(&dir, &k) {
                 continue;
             }
-            let rel = if dir.is_empty() {
-                &k[..]
-            } else {
-                &k[dir.len() + 1..]
-            };
-            let Some(name) = rel.split('/').next().filter(|n| !n.is_empty()) else {
-                continue;
-            };
-            if names.contains_key(name) {
+            if let Some(name) = child_name(&dir, &k) {
+                names.entry(name.to_string()).or_insert(());
+            }
+        }
+        Ok(names
+            .into_keys()
+            .map(|name| DirEntry { name, stat: None })
+            .collect())
+    }
+
+    /// The children of directory `path` with their stats (every entry has one), each
+    /// with the drive it belongs to (inside a mount: the mounted drive), sorted by name.
+    /// A child whose own node the listing already holds is decoded from it; only
+    /// implicit directories and mount points take a lookup of their own, so a listing
+    /// costs one walk of the directory, not one per entry.
+    pub async fn readdir_stats(&self, path: &str) -> Result<Vec<(DirEntry, Drive)>, DriveError> {
+        let key = valid_key(path)?;
+        let (st, _, dir) = self.stat_key(&key).await?;
+        if !st.is_dir() {
+            return Err(DriveError::NotADirectory {
+                path: display(&key),
+            });
+        }
+        let items = self.iterate(&dir, false, false, 0).await?;
+        let mut names: BTreeMap<String, Option<(Stat, Drive)>> = BTreeMap::new();
+        for (k, node, owner) in items {
+            if k == dir || node.value.is_none() || !is_within(&dir, &k) {
                 continue;
             }
-            names.insert(name.to_string(), None);
+            let Some(name) = child_name(&dir, &k) else {
+                continue;
+            };
+            let slot = names.entry(name.to_string()).or_insert(None);
+            if slot.is_none() && k.len() == dir_prefix_len(&dir) + name.len() {
+                // The child's own node: what a lookup of it would find, unless it is a
+                // mount point (resolved by the lookup below).
+                let mut st = decode_stat(&k, &node)?;
+                if st.mount.is_none() {
+                    self.fill_times(&mut st);
+                    *slot = Some((st, owner));
+                }
+            }
         }
         let mut out = Vec::with_capacity(names.len());
-        for (name, _) in names {
-            let stat = if with_stats {
-                Some(self.lstat_key(&join(&dir, &name)).await?.0)
-            } else {
-                None
+        for (name, found) in names {
+            let (stat, owner) = match found {
+                Some(f) => f,
+                None => self.lstat_key(&join(&dir, &name)).await?,
             };
-            out.push(DirEntry { name, stat });
+            out.push((
+                DirEntry {
+                    name,
+                    stat: Some(stat),
+                },
+                owner,
+            ));
         }
         Ok(out)
     }
@@ -774,6 +856,25 @@ impl Drive {
         Ok(out)
     }
 
+    /// A read handle for the regular file at drive path `path` whose Stat a listing
+    /// returned, `self` being the drive [`Drive::readdir_stats`] named as its owner: what
+    /// [`Drive::open_file`] gives for that path at the listing's version, without the
+    /// lookup. `None` for anything else (`open_file` follows symlinks; directories and
+    /// mounts are not files).
+    pub fn listed_file(&self, path: &str, stat: &Stat) -> Option<FileHandle> {
+        if !stat.is_file() || stat.mount.is_some() {
+            return None;
+        }
+        Some(FileHandle {
+            content: self.content.feed.clone(),
+            ahead: self.content.ahead.clone(),
+            blocks: self.content.blocks.clone(),
+            timeout: self.ctx.opts.timeout,
+            path: path.to_string(),
+            stat: stat.clone(),
+        })
+    }
+
     /// Opens a file for reading (following symlinks).
     pub async fn open_file(&self, path: &str) -> Result<FileHandle, DriveError> {
         let key = valid_key(path)?;
@@ -792,6 +893,7 @@ impl Drive {
         Ok(FileHandle {
             content: owner.content.feed.clone(),
             ahead: owner.content.ahead.clone(),
+            blocks: owner.content.blocks.clone(),
             timeout: self.ctx.opts.timeout,
             path: display(&key),
             stat,
@@ -1501,6 +1603,7 @@ impl Drive {
 pub struct FileHandle {
     content: Arc<SharedFeed>,
     ahead: Arc<ReadAhead>,
+    blocks: Arc<BlockCache>,
     timeout: Duration,
     path: String,
     /// The Stat the handle was opened with.
@@ -1581,6 +1684,40 @@ impl FileHandle {
 
     /// Block-aligned pieces covering `[offset, offset+len)` clipped to the file.
     async fn read_blocks(&self, offset: u64, len: u64) -> Result<Vec<Vec<u8>>, DriveError> {
+        Ok(self
+            .read_pieces(offset, len)
+            .await?
+            .into_iter()
+            .map(|(b, r)| b[r].to_vec())
+            .collect())
+    }
+
+    /// Block `idx`: from the drive's block cache, or from the feed (then cached, and
+    /// the read-ahead told what follows it).
+    async fn block(&self, idx: u64) -> Result<Arc<Vec<u8>>, DriveError> {
+        if let Some(b) = self.blocks.get(idx) {
+            return Ok(b);
+        }
+        let b = Arc::new(
+            self.content
+                .get(idx, self.timeout)
+                .await
+                .map_err(|e| self.fetch_err(e))?,
+        );
+        // After the block: its proof tells how big the blocks after it are.
+        let limit = ahead_limit(&mut self.content.lock().feed, idx);
+        self.ahead.note_until(&self.content, idx, limit);
+        self.blocks.put(idx, b.clone());
+        Ok(b)
+    }
+
+    /// The blocks covering `len` bytes at `offset`, each with the byte range of it
+    /// that is wanted (no copies).
+    async fn read_pieces(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<(Arc<Vec<u8>>, std::ops::Range<usize>)>, DriveError> {
         let st = &self.stat;
         let start = offset.min(st.size);
         let end = start.saturating_add(len).min(st.size);
@@ -1597,19 +1734,11 @@ impl FileHandle {
                     reason: "file blocks are shorter than its size".into(),
                 });
             }
-            let b = self
-                .content
-                .get(idx, self.timeout)
-                .await
-                .map_err(|e| self.fetch_err(e))?;
-            // After the block: its proof tells how big the blocks after it are.
-            let limit = ahead_limit(&mut self.content.lock().feed, idx);
-            self.ahead.note_until(&self.content, idx, limit);
+            let b = self.block(idx).await?;
             let s = usize::try_from(skip).unwrap_or(usize::MAX).min(b.len());
-            let avail = &b[s..];
-            let take = (avail.len() as u64).min(want) as usize;
+            let take = ((b.len() - s) as u64).min(want) as usize;
             if take > 0 {
-                out.push(avail[..take].to_vec());
+                out.push((b, s..s + take));
             }
             want -= take as u64;
             skip = 0;
@@ -1631,7 +1760,12 @@ impl FileHandle {
 
     /// Reads up to `len` bytes at `offset` (short at end of file, empty past it).
     pub async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, DriveError> {
-        Ok(self.read_blocks(offset, len).await?.concat())
+        let pieces = self.read_pieces(offset, len).await?;
+        let mut out = Vec::with_capacity(pieces.iter().map(|(_, r)| r.len()).sum());
+        for (b, r) in pieces {
+            out.extend_from_slice(&b[r]);
+        }
+        Ok(out)
     }
 }
 
