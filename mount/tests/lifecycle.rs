@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use common::{sh_ok, Fixture};
 use hypermount_fs::{HyperFs, HyperFsOptions, MemoryBackend};
-use hypermount_mount::{is_mount_point, is_stale, mount, recover_stale, MountConfig, MountError};
+use hypermount_mount::{
+    is_mount_point, is_stale, mount, read_ahead, recover_stale, MountConfig, MountError,
+    READ_AHEAD_KB,
+};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -34,6 +37,13 @@ fn drop_unmounts() {
     let m = mount(memfs(&rt), &mnt, &MountConfig::default()).expect("mount");
     assert!(is_mount_point(&mnt).expect("mountinfo"));
     assert_eq!(sh_ok(&mnt, "cat hello"), "hi");
+    // Sequential readers get a deep read-ahead (as root, which mounting needs here),
+    // set once the kernel has the INIT reply.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while read_ahead(&mnt).expect("bdi read_ahead_kb") != READ_AHEAD_KB {
+        assert!(std::time::Instant::now() < deadline, "read-ahead never set");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     drop(m);
     assert!(!is_mount_point(&mnt).expect("mountinfo"));
 }
