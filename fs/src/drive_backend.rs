@@ -968,6 +968,20 @@ mod tests {
         WriteSource::Bytes(b.to_vec())
     }
 
+    /// A second drive holding `/in.txt` ("inner"), mounted in `b`'s drive at `at`.
+    async fn mount_inner(b: &DriveBackend, at: &str) -> Drive {
+        let other = b.drive().sibling("other").await.expect("sibling");
+        other
+            .write_file("/in.txt", b"inner", WriteOptions::default())
+            .await
+            .expect("w");
+        b.drive()
+            .mount(at, &other.key(), None, WriteOptions::default())
+            .await
+            .expect("mount");
+        other
+    }
+
     #[tokio::test]
     async fn write_read_stat_and_errors() {
         let b = backend(&tokio::runtime::Handle::current()).await;
@@ -1132,15 +1146,7 @@ mod tests {
             Err(FsError::NotFound { .. })
         ));
         // Across a mounted drive: EXDEV (mv copies instead).
-        let other = b.drive().sibling("other").await.expect("sibling");
-        other
-            .write_file("/in.txt", b"inner", WriteOptions::default())
-            .await
-            .expect("w");
-        b.drive()
-            .mount("/m", &other.key(), None, WriteOptions::default())
-            .await
-            .expect("mount");
+        mount_inner(&b, "/m").await;
         let e = b.rename("/m/in.txt", "/out.txt").await.expect_err("xdev");
         assert_eq!(crate::errno(&e), libc::EXDEV);
         let e = b.rename("/e/f", "/m/f").await.expect_err("xdev");
@@ -1479,15 +1485,7 @@ mod tests {
             .await
             .expect("w");
         b.symlink("a", "/d/l").await.expect("ln");
-        let other = b.drive().sibling("other").await.expect("sibling");
-        other
-            .write_file("/in.txt", b"inner", WriteOptions::default())
-            .await
-            .expect("w");
-        b.drive()
-            .mount("/d/m", &other.key(), None, WriteOptions::default())
-            .await
-            .expect("mount");
+        let other = mount_inner(&b, "/d/m").await;
         b.readdir("/d").await.expect("readdir");
         b.readdir("/d/m").await.expect("readdir");
         let listed = |p: &str| lock(&b.listed).contains_key(p);
@@ -1534,15 +1532,7 @@ mod tests {
             .expect("w");
         b.unlink("/d/l").await.expect("rm");
         b.symlink("f", "/d/l2").await.expect("ln");
-        let other = b.drive().sibling("other").await.expect("sibling");
-        other
-            .write_file("/in.txt", b"inner", WriteOptions::default())
-            .await
-            .expect("w");
-        b.drive()
-            .mount("/d/m", &other.key(), None, WriteOptions::default())
-            .await
-            .expect("mount");
+        mount_inner(&b, "/d/m").await;
         for dir in ["/", "/d", "/imp", "/imp/x", "/d/m"] {
             let list = b.readdir(dir).await.expect("readdir");
             assert!(!list.is_empty(), "{dir}");

@@ -1,6 +1,6 @@
 //! The drive itself: mount resolution, stat/readdir/read and the write operations.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -758,6 +758,21 @@ impl Drive {
                 .map(|(e, _)| e)
                 .collect());
         }
+        let (_, items) = self.child_nodes(path).await?;
+        let names: BTreeSet<String> = items.into_iter().map(|(name, ..)| name).collect();
+        Ok(names
+            .into_iter()
+            .map(|name| DirEntry { name, stat: None })
+            .collect())
+    }
+
+    /// The nodes under directory `path` that name something in it: (child name, key,
+    /// node, owning drive) in trie order, and the directory's key. Errors if `path` is
+    /// missing or not a directory.
+    async fn child_nodes(
+        &self,
+        path: &str,
+    ) -> Result<(String, Vec<(String, String, Arc<Node>, Drive)>), DriveError> {
         let key = valid_key(path)?;
         let (st, _, dir) = self.stat_key(&key).await?;
         if !st.is_dir() {
@@ -766,19 +781,15 @@ impl Drive {
             });
         }
         let items = self.iterate(&dir, false, false, 0).await?;
-        let mut names: BTreeMap<String, ()> = BTreeMap::new();
-        for (k, node, _) in items {
-            if k == dir || node.value.is_none() || !is_within(&dir, &k) {
-                continue;
-            }
-            if let Some(name) = child_name(&dir, &k) {
-                names.entry(name.to_string()).or_insert(());
-            }
-        }
-        Ok(names
-            .into_keys()
-            .map(|name| DirEntry { name, stat: None })
-            .collect())
+        let children = items
+            .into_iter()
+            .filter(|(k, node, _)| *k != dir && node.value.is_some() && is_within(&dir, k))
+            .filter_map(|(k, node, owner)| {
+                let name = child_name(&dir, &k)?.to_string();
+                Some((name, k, node, owner))
+            })
+            .collect();
+        Ok((dir, children))
     }
 
     /// The children of directory `path` with their stats (every entry has one), each
@@ -787,23 +798,10 @@ impl Drive {
     /// implicit directories and mount points take a lookup of their own, so a listing
     /// costs one walk of the directory, not one per entry.
     pub async fn readdir_stats(&self, path: &str) -> Result<Vec<(DirEntry, Drive)>, DriveError> {
-        let key = valid_key(path)?;
-        let (st, _, dir) = self.stat_key(&key).await?;
-        if !st.is_dir() {
-            return Err(DriveError::NotADirectory {
-                path: display(&key),
-            });
-        }
-        let items = self.iterate(&dir, false, false, 0).await?;
+        let (dir, items) = self.child_nodes(path).await?;
         let mut names: BTreeMap<String, Option<(Stat, Drive)>> = BTreeMap::new();
-        for (k, node, owner) in items {
-            if k == dir || node.value.is_none() || !is_within(&dir, &k) {
-                continue;
-            }
-            let Some(name) = child_name(&dir, &k) else {
-                continue;
-            };
-            let slot = names.entry(name.to_string()).or_insert(None);
+        for (name, k, node, owner) in items {
+            let slot = names.entry(name.clone()).or_insert(None);
             if slot.is_none() && k.len() == dir_prefix_len(&dir) + name.len() {
                 // The child's own node: what a lookup of it would find, unless it is a
                 // mount point (resolved by the lookup below).
