@@ -66,6 +66,12 @@ impl Env {
             Some(bootstrap_list(&opts.bootstrap)?)
         };
         tracing::debug!(?bootstrap, "DHT bootstrap nodes");
+        if bootstrap.is_none() && !opts.transports.tcp {
+            bail!(
+                "--transports without tcp needs the DHT: uTP shares the DHT's UDP port and \
+                 reaches peers by holepunching through DHT nodes; drop --no-dht or add tcp"
+            );
+        }
         let network = Box::new(SwarmNetwork::new(NetConfig {
             bootstrap: bootstrap.clone(),
             connect: opts.connect,

@@ -18,7 +18,6 @@ mod progress;
 mod storage;
 mod sync;
 
-use hyperdrive::swarm::Transports;
 use keyarg::DriveRef;
 
 #[derive(Parser, Debug)]
@@ -58,8 +57,13 @@ struct Cli {
     mdns: bool,
     /// Transports to dial and accept peers on, comma-separated: tcp, utp (uTP shares the
     /// DHT's UDP port and reaches peers behind NATs after a holepunch).
-    #[arg(long, global = true, env = "HYPERMOUNT_TRANSPORTS", default_value = "tcp,utp", value_parser = network::parse_transports)]
-    transports: Transports,
+    #[arg(
+        long,
+        global = true,
+        env = "HYPERMOUNT_TRANSPORTS",
+        default_value = "tcp,utp"
+    )]
+    transports: String,
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -195,7 +199,8 @@ fn main() -> ExitCode {
             no_dht: cli.no_dht,
             announce_local: cli.announce_local,
             mdns: cli.mdns,
-            transports: cli.transports,
+            transports: network::parse_transports(&cli.transports)
+                .map_err(|e| anyhow::anyhow!("--transports {}: {e}", cli.transports))?,
             quiet: cli.quiet,
         })?;
         match cli.command {

@@ -232,6 +232,18 @@ fn bad_input_gives_clear_errors() {
         &["no version 0"],
     );
 
+    // Transports: unknown names, and uTP without the DHT it runs on.
+    fails(
+        &st,
+        &["--transports", "quic", "ls", &key],
+        &["unknown transport"],
+    );
+    fails(
+        &st,
+        &["--transports", "utp", "seed"],
+        &["needs the DHT", "--no-dht"],
+    );
+
     // Commands that need peers.
     fails(&st, &["seed"], &["--listen"]);
     fails(&st, &["mirror", &key], &["--connect"]);
